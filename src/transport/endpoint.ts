@@ -1,0 +1,203 @@
+import { RemoteError } from '../protocol/errors.js';
+import {
+  FLAG_ERROR,
+  FLAG_NO_REPLY,
+  TYPE_COMMAND,
+  TYPE_REPLY,
+  encodeMessage,
+  isReply,
+  type MessageHeader,
+} from '../protocol/header.js';
+import { RequestTimeoutError, TransportClosedError } from './errors.js';
+import type { FramingError, Message, Transport } from './types.js';
+
+export interface RequestOptions {
+  /** Reject with RequestTimeoutError after this long. Default: the endpoint's. */
+  timeoutMs?: number;
+  /** fds to send with the request (caller keeps ownership unless ownFds). */
+  fds?: readonly number[];
+  ownFds?: boolean;
+}
+
+export interface EndpointOptions {
+  /** Default request timeout. QEMU uses 5000 ms; default here 5000. */
+  requestTimeoutMs?: number;
+}
+
+export interface EndpointHandlers {
+  /** A command from the peer. The handler owns msg.fds. */
+  onCommand?: (msg: Message) => void;
+  /** A reply nobody waits for (late, or never asked for). Its fds are closed after. */
+  onStrayReply?: (msg: Message) => void;
+  onFramingError?: (err: FramingError) => void;
+  onClose?: (err?: Error) => void;
+}
+
+interface Pending {
+  command: number;
+  resolve: (m: Message) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | null;
+  /** Timed out: its reply, if it ever comes, is swallowed. */
+  dead: boolean;
+}
+
+/**
+ * Message-level peer on top of a transport: assigns msg_ids, matches replies
+ * to the requests that are waiting (ids may repeat, so per id a FIFO), routes
+ * commands from the peer to onCommand, and builds replies that honour
+ * NO_REPLY. Both the server (for DMA_READ/WRITE) and the client use it.
+ */
+export class Endpoint {
+  readonly transport: Transport;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending[]>();
+  private handlers: EndpointHandlers = {};
+  private readonly timeoutMs: number;
+
+  constructor(transport: Transport, opts: EndpointOptions = {}) {
+    this.transport = transport;
+    this.timeoutMs = opts.requestTimeoutMs ?? 5000;
+    transport.setHandlers({
+      onMessage: (m) => this.dispatch(m),
+      onFramingError: (e) => this.handlers.onFramingError?.(e),
+      onClose: (err) => this.onTransportClose(err),
+    });
+  }
+
+  setHandlers(h: EndpointHandlers): void {
+    this.handlers = { ...this.handlers, ...h };
+  }
+
+  get closed(): boolean {
+    return this.transport.closed;
+  }
+
+  /** Number of requests waiting for a reply. */
+  get inFlight(): number {
+    let n = 0;
+    for (const list of this.pending.values()) for (const p of list) if (!p.dead) n++;
+    return n;
+  }
+
+  /** Routes one message (exposed for pull mode, where the caller reads). */
+  dispatch(msg: Message): void {
+    if (isReply(msg.header.flags)) {
+      this.onReply(msg);
+      return;
+    }
+    if (this.handlers.onCommand) this.handlers.onCommand(msg);
+    else this.closeFds(msg.fds);
+  }
+
+  private onReply(msg: Message): void {
+    const list = this.pending.get(msg.header.msgId);
+    const p = list?.shift();
+    if (list && list.length === 0) this.pending.delete(msg.header.msgId);
+    if (!p || p.dead || p.command !== msg.header.command) {
+      if (p && !p.dead) {
+        // Wrong command for this id: the request stays unanswered.
+        list ? list.unshift(p) : this.pending.set(msg.header.msgId, [p]);
+      }
+      this.handlers.onStrayReply?.(msg);
+      this.closeFds(msg.fds);
+      return;
+    }
+    if (p.timer) clearTimeout(p.timer);
+    if (msg.header.flags & FLAG_ERROR) {
+      this.closeFds(msg.fds);
+      p.reject(new RemoteError(msg.header.command, msg.header.error));
+    } else {
+      p.resolve(msg);
+    }
+  }
+
+  private allocId(): number {
+    for (let i = 0; i < 0x10000; i++) {
+      const id = this.nextId;
+      this.nextId = (this.nextId + 1) & 0xffff;
+      if (!this.pending.has(id)) return id;
+    }
+    // Every id has a waiter: reuse is legal in vfio-user, FIFO keeps order.
+    return this.nextId;
+  }
+
+  /** Sends a command and resolves with its reply (rejects with RemoteError on an error reply). */
+  request(command: number, payload?: Uint8Array, opts: RequestOptions = {}): Promise<Message> {
+    if (this.transport.closed) return Promise.reject(new TransportClosedError());
+    const msgId = this.allocId();
+    const data = encodeMessage({ msgId, command, flags: TYPE_COMMAND, error: 0 }, payload);
+    return new Promise<Message>((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+      const p: Pending = { command, resolve, reject, timer: null, dead: false };
+      if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        p.timer = setTimeout(() => {
+          p.dead = true;
+          p.timer = null;
+          reject(new RequestTimeoutError(command, timeoutMs));
+        }, timeoutMs);
+      }
+      const list = this.pending.get(msgId);
+      if (list) list.push(p);
+      else this.pending.set(msgId, [p]);
+      try {
+        this.transport.send(data, opts.fds, opts.ownFds);
+      } catch (e) {
+        if (p.timer) clearTimeout(p.timer);
+        p.dead = true;
+        reject(e as Error);
+      }
+    });
+  }
+
+  /** Sends a command with NO_REPLY. */
+  post(command: number, payload?: Uint8Array, fds?: readonly number[]): boolean {
+    const msgId = this.allocId();
+    const data = encodeMessage({ msgId, command, flags: TYPE_COMMAND | FLAG_NO_REPLY, error: 0 }, payload);
+    return this.transport.send(data, fds);
+  }
+
+  /**
+   * Answers a command. Does nothing for a NO_REPLY command: QEMU treats any
+   * reply to a posted write as a protocol error.
+   */
+  reply(to: MessageHeader, payload?: Uint8Array, fds?: readonly number[], ownFds = false): void {
+    if (to.flags & FLAG_NO_REPLY) {
+      if (ownFds && fds) this.closeFds(fds);
+      return;
+    }
+    if (this.transport.closed) {
+      if (ownFds && fds) this.closeFds(fds);
+      return;
+    }
+    this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY, error: 0 }, payload), fds, ownFds);
+  }
+
+  /** Error reply: header only, as the spec requires. Skipped for NO_REPLY. */
+  replyError(to: MessageHeader, errno: number): void {
+    if (to.flags & FLAG_NO_REPLY || this.transport.closed) return;
+    this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY | FLAG_ERROR, error: errno }));
+  }
+
+  close(opts?: { timeoutMs?: number }): Promise<void> {
+    return this.transport.close(opts);
+  }
+
+  private onTransportClose(err?: Error): void {
+    const e = new TransportClosedError(err ? `connection closed: ${err.message}` : 'connection closed');
+    for (const list of this.pending.values()) {
+      for (const p of list) {
+        if (p.timer) clearTimeout(p.timer);
+        if (!p.dead) p.reject(e);
+        p.dead = true;
+      }
+    }
+    this.pending.clear();
+    this.handlers.onClose?.(err);
+  }
+
+  private closeFds(fds: readonly number[]): void {
+    this.transport.releaseFds(fds);
+  }
+}
+

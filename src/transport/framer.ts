@@ -1,0 +1,151 @@
+import { HEADER_SIZE, decodeHeader, type MessageHeader } from '../protocol/header.js';
+import { FramingFatalError } from './errors.js';
+import type { Message, TransportLimits } from './types.js';
+
+/** What the framer produced from one chunk, in stream order. */
+export type FrameEvent =
+  | { type: 'message'; msg: Message }
+  | { type: 'oversize'; header: MessageHeader };
+
+/**
+ * Turns a byte stream (arriving in arbitrary pieces, each with the fds the
+ * kernel returned for it) into whole messages. Pure state machine: no I/O.
+ *
+ * fd association: on a UNIX stream socket the kernel stops a read right after
+ * the first segment that carries fds, so the fds returned by one recvmsg
+ * belong to the message that holds the last byte of that read. The sender
+ * must send fds with the first byte of their message (our send queue does).
+ */
+export class Framer {
+  private readonly hdr = new Uint8Array(HEADER_SIZE);
+  private hdrFilled = 0;
+  private header: MessageHeader | null = null;
+  private body: Uint8Array | null = null;
+  private bodyFilled = 0;
+  /** Bytes of an oversize body still to skip. */
+  private drainLeft = 0;
+  private curFds: number[] = [];
+  private curTruncated = false;
+  private dead = false;
+
+  constructor(
+    private readonly limits: Pick<TransportLimits, 'maxMessageSize' | 'maxDrainSize'>,
+    /** Called for fds that cannot be given to any message (e.g. drained ones). */
+    private readonly discardFds: (fds: number[]) => void,
+  ) {}
+
+  /** True when no partial message is buffered. */
+  get idle(): boolean {
+    return this.hdrFilled === 0 && this.header === null && this.drainLeft === 0;
+  }
+
+  /**
+   * Feeds one chunk. Returns the events completed by it. Throws
+   * FramingFatalError when the stream cannot be resynchronised (msg_size < 16
+   * or beyond maxDrainSize); the connection must then be dropped.
+   */
+  push(chunk: Uint8Array, fds: number[] = [], fdsTruncated = false): FrameEvent[] {
+    if (this.dead) {
+      this.discardFds(fds);
+      throw new FramingFatalError('framer used after a fatal error');
+    }
+    const events: FrameEvent[] = [];
+    let pos = 0;
+    const n = chunk.length;
+    // Which message gets this chunk's fds is only known once the chunk is
+    // parsed, so the last completed message is remembered here.
+    let lastCompleted: Message | null = null;
+    try {
+      while (pos < n) {
+        if (this.drainLeft > 0) {
+          const take = Math.min(this.drainLeft, n - pos);
+          this.drainLeft -= take;
+          pos += take;
+          if (this.drainLeft === 0) lastCompleted = null;
+          continue;
+        }
+        if (this.header === null) {
+          const take = Math.min(HEADER_SIZE - this.hdrFilled, n - pos);
+          this.hdr.set(chunk.subarray(pos, pos + take), this.hdrFilled);
+          this.hdrFilled += take;
+          pos += take;
+          if (this.hdrFilled < HEADER_SIZE) break;
+          const h = decodeHeader(this.hdr);
+          this.hdrFilled = 0;
+          if (h.msgSize < HEADER_SIZE) {
+            throw new FramingFatalError(`msg_size ${h.msgSize} is smaller than the header`);
+          }
+          if (h.msgSize > this.limits.maxMessageSize) {
+            if (h.msgSize > this.limits.maxDrainSize) {
+              throw new FramingFatalError(`msg_size ${h.msgSize} exceeds ${this.limits.maxDrainSize}; dropping connection`);
+            }
+            events.push({ type: 'oversize', header: h });
+            this.drainLeft = h.msgSize - HEADER_SIZE;
+            this.discardCurrentFds();
+            lastCompleted = null;
+            continue;
+          }
+          this.header = h;
+          this.body = new Uint8Array(h.msgSize - HEADER_SIZE);
+          this.bodyFilled = 0;
+        }
+        const body = this.body!;
+        const take = Math.min(body.length - this.bodyFilled, n - pos);
+        if (take > 0) {
+          body.set(chunk.subarray(pos, pos + take), this.bodyFilled);
+          this.bodyFilled += take;
+          pos += take;
+        }
+        if (this.bodyFilled === body.length) {
+          const msg: Message = {
+            header: this.header,
+            payload: body,
+            fds: this.curFds,
+            fdsTruncated: this.curTruncated,
+          };
+          events.push({ type: 'message', msg });
+          lastCompleted = msg;
+          this.header = null;
+          this.body = null;
+          this.curFds = [];
+          this.curTruncated = false;
+        }
+      }
+    } catch (e) {
+      this.dead = true;
+      this.discardCurrentFds();
+      this.discardFds(fds);
+      for (const ev of events) if (ev.type === 'message') this.discardFds(ev.msg.fds);
+      throw e;
+    }
+    if (fds.length > 0 || fdsTruncated) {
+      const inProgress = this.header !== null || this.hdrFilled > 0;
+      if (this.drainLeft > 0 || (!inProgress && lastCompleted === null)) {
+        // Chunk ended inside a drained body: nobody may have these fds.
+        this.discardFds(fds);
+      } else if (inProgress) {
+        this.curFds.push(...fds);
+        this.curTruncated ||= fdsTruncated;
+      } else {
+        lastCompleted!.fds.push(...fds);
+        lastCompleted!.fdsTruncated ||= fdsTruncated;
+      }
+    }
+    return events;
+  }
+
+  /** Closes fds held for a partial message (on connection close). */
+  reset(): void {
+    this.discardCurrentFds();
+    this.hdrFilled = 0;
+    this.header = null;
+    this.body = null;
+    this.drainLeft = 0;
+  }
+
+  private discardCurrentFds(): void {
+    if (this.curFds.length > 0) this.discardFds(this.curFds);
+    this.curFds = [];
+    this.curTruncated = false;
+  }
+}
