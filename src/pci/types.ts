@@ -1,0 +1,194 @@
+// Public shapes of a PCI device description and of the state the config-space
+// model reports to its owner.
+
+export interface ClassCode {
+  base: number;
+  sub: number;
+  progIf: number;
+}
+
+export type BarKind = 'io' | 'mem32' | 'mem64';
+
+export interface BarDescription {
+  /** Power of two; at least 16 for memory BARs, at least 4 for I/O BARs. */
+  size: number | bigint;
+  kind: BarKind;
+  /** Memory BARs only. */
+  prefetchable?: boolean;
+}
+
+export interface RomDescription {
+  /** 0 (no ROM) or a power of two of at least 2 KiB. */
+  size: number;
+}
+
+/** Fields every capability description may carry. */
+export interface CapabilityCommon {
+  /** Explicit offset (dword aligned). Omitted: placed automatically. */
+  offset?: number;
+  /** Guest writes to the capability are ignored. */
+  readOnly?: boolean;
+  /**
+   * The owner routes accesses to this capability itself (see
+   * `PciConfigSpace.capabilityAt`). The model still holds its bytes.
+   */
+  callback?: boolean;
+}
+
+export interface PmCapabilityDescription extends CapabilityCommon {
+  type: 'pm';
+  /** PMC version field; default 3 (PCI PM 1.2). */
+  version?: number;
+  d1?: boolean;
+  d2?: boolean;
+  /** PME_Support bits (5 bits: D0, D1, D2, D3hot, D3cold). Default 0. */
+  pmeSupport?: number;
+  /** PMCSR No_Soft_Reset: D3hot→D0 keeps the device state. Default true. */
+  noSoftReset?: boolean;
+}
+
+export interface MsiCapabilityDescription extends CapabilityCommon {
+  type: 'msi';
+  /** Multiple Message Capable: 1, 2, 4, 8, 16 or 32. */
+  vectors: number;
+  /** 64-bit address capable. Default true. */
+  address64?: boolean;
+  /** Per-vector masking capable. Default false. */
+  perVectorMasking?: boolean;
+}
+
+export interface MsixCapabilityDescription extends CapabilityCommon {
+  type: 'msix';
+  /** Number of table entries, 1..2048. */
+  tableSize: number;
+  tableBar: number;
+  /** Byte offset of the table in its BAR; 8-byte aligned. */
+  tableOffset: number;
+  pbaBar: number;
+  /** Byte offset of the PBA in its BAR; 8-byte aligned. */
+  pbaOffset: number;
+}
+
+export interface PcieCapabilityDescription extends CapabilityCommon {
+  type: 'pcie';
+  /** Device/port type: 0 = PCI Express endpoint (default), 9 = root complex integrated endpoint. */
+  deviceType?: 0 | 9;
+  /** Function Level Reset capable (DevCap bit 28). Default false. */
+  flr?: boolean;
+  /** Max_Payload_Size Supported as an encoded value 0..5 (128 << n bytes). Default 0. */
+  maxPayloadSupported?: number;
+  /** Extended tag field supported. Default false. */
+  extendedTag?: boolean;
+  /** Link speed (1 = 2.5 GT/s ... ) and width reported in LinkCap/LinkSta. Default 1 and 1. */
+  linkSpeed?: number;
+  linkWidth?: number;
+}
+
+export interface VendorCapabilityDescription extends CapabilityCommon {
+  type: 'vendor';
+  /** Bytes after the 3-byte header (ID, next, length); at most 253 of them. */
+  data: Uint8Array;
+  /** true: every data byte is writable; a Uint8Array: per-byte write masks. */
+  writable?: boolean | Uint8Array;
+}
+
+export type CapabilityDescription =
+  | PmCapabilityDescription
+  | MsiCapabilityDescription
+  | MsixCapabilityDescription
+  | PcieCapabilityDescription
+  | VendorCapabilityDescription;
+
+export interface ExtendedCapabilityCommon {
+  /** Explicit offset (≥ 0x100, dword aligned). Omitted: placed automatically. */
+  offset?: number;
+  readOnly?: boolean;
+  callback?: boolean;
+}
+
+export interface DsnCapabilityDescription extends ExtendedCapabilityCommon {
+  type: 'dsn';
+  serial: bigint;
+}
+
+export interface VendorExtendedCapabilityDescription extends ExtendedCapabilityCommon {
+  type: 'vendor';
+  vsecId: number;
+  vsecRev?: number;
+  /** Bytes after the 8-byte header. */
+  data: Uint8Array;
+  writable?: boolean | Uint8Array;
+}
+
+export type ExtendedCapabilityDescription =
+  | DsnCapabilityDescription
+  | VendorExtendedCapabilityDescription;
+
+export interface PciDeviceDescription {
+  vendorId: number;
+  deviceId: number;
+  subsystemVendorId?: number;
+  subsystemId?: number;
+  /** `{base, sub, progIf}` or the 24-bit value `base << 16 | sub << 8 | progIf`. */
+  classCode: ClassCode | number;
+  revision?: number;
+  /** PCI Express: 4096-byte config space (else 256). */
+  express?: boolean;
+  /** Interrupt Pin = 1 (INTA#). */
+  intxPin?: boolean;
+  /** Up to six entries, BAR0..BAR5; a mem64 BAR's odd partner must be empty. */
+  bars?: (BarDescription | undefined)[];
+  rom?: RomDescription;
+  capabilities?: CapabilityDescription[];
+  extendedCapabilities?: ExtendedCapabilityDescription[];
+}
+
+/** Where a capability ended up, as `listCapabilities()` reports it. */
+export interface CapabilityInfo {
+  id: number;
+  offset: number;
+  /** Bytes the capability occupies (its header included). */
+  size: number;
+  extended: boolean;
+  type: CapabilityDescription['type'] | ExtendedCapabilityDescription['type'];
+  readOnly: boolean;
+  callback: boolean;
+}
+
+export interface MsiState {
+  enabled: boolean;
+  address: bigint;
+  data: number;
+  /** Encoded Multiple Message Enable field (vectors = 1 << value). */
+  multipleMessageEnable: number;
+  /** Vectors the guest enabled: 1 << multipleMessageEnable. */
+  vectors: number;
+  /** Vectors the device supports (Multiple Message Capable). */
+  capableVectors: number;
+  address64: boolean;
+  perVectorMasking: boolean;
+  /** Mask bits (0 without per-vector masking). */
+  maskBits: number;
+  pendingBits: number;
+}
+
+export interface MsixControl {
+  enabled: boolean;
+  functionMask: boolean;
+}
+
+export interface PciConfigHooks {
+  /** Command register changed (after the write). */
+  onCommandChange?: (oldValue: number, newValue: number) => void;
+  /** The guest initiated a Function Level Reset; config space is already reset. */
+  onFlr?: () => void;
+  onMsiChange?: (state: MsiState) => void;
+  onMsixControlChange?: (control: MsixControl) => void;
+  /**
+   * A BAR register changed. `index` is 0..5 (a 64-bit BAR reports at its even
+   * index with the full 64-bit register value) or 6 for the expansion ROM.
+   */
+  onBarChange?: (index: number, value: bigint) => void;
+  /** PMCSR PowerState changed (0 = D0 ... 3 = D3hot). */
+  onPowerStateChange?: (oldState: number, newState: number) => void;
+}
