@@ -1,0 +1,107 @@
+// MIG_DATA_READ (17) / MIG_DATA_WRITE (18) (§2.14, §2.15).
+//   0 u32 argsz | 4 u32 size | 8 data
+// READ request: 8 bytes (argsz ≥ 8 + size). READ reply: argsz = 8 + returned,
+// size = returned, data — and, for libvfio-user client compatibility, zero
+// padding up to the requested size (the LVU sample client reads exactly
+// 8 + requested bytes). WRITE request: argsz, size, data; reply: no payload.
+import { e2big, einval } from './errors.js';
+import { checkBytes, copyBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewOf, Writer } from './wire.js';
+
+export const MIG_DATA_HEADER_SIZE = 8;
+
+export interface MigDataReadRequest {
+  /** Defaults to 8 + size. */
+  argsz?: number;
+  size: number;
+}
+
+export interface MigDataOptions {
+  /** Largest size accepted (our max_data_xfer_size); default 1 MiB. Larger → E2BIG. */
+  maxSize?: number;
+}
+
+export interface MigData {
+  argsz: number;
+  size: number;
+  data: Uint8Array;
+}
+
+export function encodeMigDataReadRequest(r: MigDataReadRequest): Uint8Array {
+  return new Writer(MIG_DATA_HEADER_SIZE).u32(0, 'argsz', r.argsz ?? MIG_DATA_HEADER_SIZE + r.size).u32(4, 'size', r.size).buf;
+}
+
+/** Payload < 8 → EINVAL; size > maxSize → E2BIG; argsz < 8 + size → EINVAL. */
+export function decodeMigDataReadRequest(payload: Uint8Array, opts: MigDataOptions = {}): Required<MigDataReadRequest> {
+  need(payload, MIG_DATA_HEADER_SIZE, 'MIG_DATA_READ');
+  const dv = viewOf(payload);
+  const argsz = u32(dv, 0);
+  const size = u32(dv, 4);
+  const max = opts.maxSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+  if (size > max) throw e2big(`MIG_DATA_READ size ${size} > ${max}`);
+  if (argsz < MIG_DATA_HEADER_SIZE + size) throw einval(`MIG_DATA_READ argsz ${argsz} < 8 + ${size}`);
+  return { argsz, size };
+}
+
+/**
+ * Reply: argsz = 8 + data.length, size = data.length, data, then zeros up to
+ * `padTo` data bytes when given (pass the requested size). data longer than
+ * padTo → EINVAL.
+ */
+export function encodeMigDataReadReply(data: Uint8Array, padTo?: number): Uint8Array {
+  checkBytes('data', data);
+  const len = padTo === undefined ? data.length : padTo;
+  if (!Number.isInteger(len) || len < data.length) throw einval(`MIG_DATA_READ reply: ${data.length} bytes do not fit padTo ${len}`);
+  return new Writer(MIG_DATA_HEADER_SIZE + len)
+    .u32(0, 'argsz', MIG_DATA_HEADER_SIZE + data.length)
+    .u32(4, 'size', data.length)
+    .bytes(MIG_DATA_HEADER_SIZE, data).buf;
+}
+
+/**
+ * Payload < 8 or size > bytes present → EINVAL. Trailing (padding) bytes
+ * after `size` are ignored. size 0 means end of data.
+ */
+export function decodeMigDataReadReply(payload: Uint8Array): MigData {
+  need(payload, MIG_DATA_HEADER_SIZE, 'MIG_DATA_READ reply');
+  const dv = viewOf(payload);
+  const argsz = u32(dv, 0);
+  const size = u32(dv, 4);
+  if (size > payload.length - MIG_DATA_HEADER_SIZE) throw einval(`MIG_DATA_READ reply: size ${size} but ${payload.length - 8} bytes`);
+  return { argsz, size, data: copyBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
+}
+
+/** argsz defaults to 8 + data.length; size = data.length. */
+export function encodeMigDataWriteRequest(data: Uint8Array, argsz?: number): Uint8Array {
+  checkBytes('data', data);
+  return new Writer(MIG_DATA_HEADER_SIZE + data.length)
+    .u32(0, 'argsz', argsz ?? MIG_DATA_HEADER_SIZE + data.length)
+    .u32(4, 'size', data.length)
+    .bytes(MIG_DATA_HEADER_SIZE, data).buf;
+}
+
+/**
+ * Payload < 8 → EINVAL; size > maxSize → E2BIG; argsz < 8 + size or fewer
+ * than size data bytes → EINVAL. Extra trailing bytes are ignored.
+ */
+export function decodeMigDataWriteRequest(payload: Uint8Array, opts: MigDataOptions = {}): MigData {
+  need(payload, MIG_DATA_HEADER_SIZE, 'MIG_DATA_WRITE');
+  const dv = viewOf(payload);
+  const argsz = u32(dv, 0);
+  const size = u32(dv, 4);
+  const max = opts.maxSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+  if (size > max) throw e2big(`MIG_DATA_WRITE size ${size} > ${max}`);
+  if (argsz < MIG_DATA_HEADER_SIZE + size) throw einval(`MIG_DATA_WRITE argsz ${argsz} < 8 + ${size}`);
+  if (payload.length - MIG_DATA_HEADER_SIZE < size) throw einval(`MIG_DATA_WRITE: ${payload.length - 8} data bytes, size ${size}`);
+  return { argsz, size, data: copyBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
+}
+
+/** The WRITE reply has no payload. */
+export function encodeMigDataWriteReply(): Uint8Array {
+  return new Uint8Array(0);
+}
+
+/** Accepts an empty payload, or 8 bytes (tolerated by the LVU sample client). */
+export function decodeMigDataWriteReply(payload: Uint8Array): void {
+  need(payload, 0, 'MIG_DATA_WRITE reply');
+  if (payload.length !== 0 && payload.length !== MIG_DATA_HEADER_SIZE) throw einval(`MIG_DATA_WRITE reply: ${payload.length} bytes`);
+}
