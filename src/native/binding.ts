@@ -1,0 +1,218 @@
+/**
+ * Typed loader for the vfio_user_native addon (native/*.cc): AF_UNIX sockets
+ * with SCM_RIGHTS, a libuv poll handle, eventfd, memfd and mmap. Syscalls only,
+ * no protocol knowledge.
+ *
+ * The addon is found at build/Release/vfio_user_native.node under the package
+ * root (the nearest ancestor of this file holding both binding.gyp and
+ * package.json, so it works from src/ under tsx and from dist/), or at the path
+ * in the VFIO_USER_NATIVE_PATH environment variable (e.g. an ASan build).
+ * It is context-aware: every worker_thread may load it and use it.
+ *
+ * Errors from syscalls are `Error`s with `code` (errno name), `errno` (positive
+ * number) and `syscall` (the failing call, e.g. 'bind' for a path in use),
+ * message `"bind: EADDRINUSE (Address already in use)"`. Bad arguments throw
+ * TypeError (code ERR_INVALID_ARG_TYPE) or RangeError (code ERR_OUT_OF_RANGE).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Poll events (UV_READABLE, UV_WRITABLE, UV_DISCONNECT). */
+export type PollEvents = number;
+
+/** A libuv poll handle on the event loop of the thread that created it. */
+export interface PollerHandle {
+  /**
+   * Start (or change) watching for `events` (READABLE | WRITABLE | DISCONNECT).
+   * Level-triggered: read/write until EAGAIN. While started the Poller object is
+   * kept alive by the native side. Throws EBADF after close().
+   */
+  start(events: PollEvents): void;
+  /** Stop watching; the handle stays open and can be started again. */
+  stop(): void;
+  /**
+   * Stop and close the handle (freed in the uv_close callback). Idempotent,
+   * safe inside the callback; the callback is never called afterwards.
+   * Close the Poller before closing its fd.
+   */
+  close(): void;
+  /** Keep the event loop alive while started (the default). */
+  ref(): void;
+  /** Do not keep the event loop alive on this handle's account. */
+  unref(): void;
+}
+
+export interface PollerConstructor {
+  /**
+   * Wraps uv_poll_t for `fd` (which libuv makes non-blocking). `cb` runs with
+   * MakeCallback semantics (microtasks run after it); `status` is 0 or a
+   * negative libuv error (then `events` is 0 and the watcher has stopped);
+   * an exception thrown by `cb` becomes an uncaught exception.
+   */
+  new (fd: number, cb: (status: number, events: PollEvents) => void): PollerHandle;
+}
+
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export type FdType = 'socket' | 'file' | 'fifo' | 'char' | 'anon' | 'other';
+
+export interface NativeBinding {
+  // ---- sockets ----
+  /**
+   * AF_UNIX SOCK_STREAM, CLOEXEC|NONBLOCK, bound at `path` (not unlinked first)
+   * with the socket file at exactly `mode`, listening. The socket inode is
+   * fchmod'ed before bind, so the file is never more permissive than `mode`
+   * (no process-wide umask change); bits removed by the umask are restored by
+   * a chmod after bind.
+   */
+  listen(path: string, mode: number, backlog: number): number;
+  /** accept4(CLOEXEC|NONBLOCK); -1 when nothing is pending (ECONNABORTED is retried). */
+  accept(listenFd: number): number;
+  /** Blocking connect, then the fd is made NONBLOCK; CLOEXEC. Throws ENOENT, ECONNREFUSED... */
+  connect(path: string): number;
+  /** AF_UNIX SOCK_STREAM pair, NONBLOCK|CLOEXEC. */
+  socketpair(): [number, number];
+  /**
+   * Non-blocking recvmsg into buf[offset, offset+length) with MSG_CMSG_CLOEXEC
+   * and room for `fdsOut.length - 2` fds (at most 253). Returns bytes read, 0 on
+   * EOF, -1 on EAGAIN. Always writes fdsOut[0] = fds received, fdsOut[1] =
+   * flags (bit 1: fds were lost to MSG_CTRUNC or did not fit; extras are
+   * closed), fds in fdsOut[2..]. Throws on other errors (ECONNRESET...).
+   */
+  recvmsg(fd: number, buf: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
+  /**
+   * MSG_NOSIGNAL|MSG_DONTWAIT sendmsg of buf[offset, offset+length) with `fds`
+   * in one SCM_RIGHTS message (fds need length >= 1: EINVAL otherwise).
+   * Returns bytes sent (possibly partial), -1 on EAGAIN; throws EPIPE etc.
+   */
+  sendmsg(fd: number, buf: Uint8Array, offset: number, length: number, fds: readonly number[] | null): number;
+  /** how: 0 RD, 1 WR, 2 RDWR; ENOTCONN is ignored. */
+  shutdown(fd: number, how: 0 | 1 | 2): void;
+  /** close(2); EINTR ignored (the fd is released anyway on Linux). */
+  close(fd: number): void;
+  /** F_DUPFD_CLOEXEC. */
+  dup(fd: number): number;
+  setNonBlocking(fd: number, on: boolean): void;
+  /** SO_PEERCRED of a connected AF_UNIX socket. */
+  peerCred(fd: number): PeerCred;
+  /** From fstat: memfd/shm are 'file'; eventfd and other anon inodes 'anon'; dirs/blockdevs 'other'. */
+  fdType(fd: number): FdType;
+
+  // ---- poller ----
+  Poller: PollerConstructor;
+  readonly READABLE: 1;
+  readonly WRITABLE: 2;
+  readonly DISCONNECT: 4;
+
+  // ---- eventfd ----
+  /**
+   * eventfd(initval, EFD_CLOEXEC | flags). `flags` uses this addon's values:
+   * EFD_NONBLOCK = 1, EFD_SEMAPHORE = 2 (not the kernel's).
+   */
+  eventfd(initval: number, flags: number): number;
+  /** Reads the counter (1n per read in semaphore mode); -1n on EAGAIN. */
+  eventfdRead(fd: number): bigint;
+  /** Adds value (0 .. 2^64-2); false on EAGAIN (would overflow, non-blocking). */
+  eventfdWrite(fd: number, value: bigint | number): boolean;
+  readonly EFD_NONBLOCK: 1;
+  readonly EFD_SEMAPHORE: 2;
+
+  // ---- memfd / files ----
+  /** memfd_create(name, MFD_CLOEXEC [| MFD_ALLOW_SEALING]). */
+  memfdCreate(name: string, allowSealing: boolean): number;
+  ftruncate(fd: number, size: number | bigint): void;
+  /** st_size; throws EOVERFLOW above 2^53-1. */
+  fstatSize(fd: number): number;
+  /** fcntl(F_ADD_SEALS). */
+  addSeals(fd: number, seals: number): void;
+  /** fcntl(F_GET_SEALS); -1 for fds that do not support sealing (EINVAL). Other errors throw. */
+  getSeals(fd: number): number;
+  readonly F_SEAL_SEAL: number;
+  readonly F_SEAL_SHRINK: number;
+  readonly F_SEAL_GROW: number;
+  readonly F_SEAL_WRITE: number;
+
+  // ---- mmap ----
+  /**
+   * MAP_SHARED mapping as an external ArrayBuffer. `offset` must be page
+   * aligned (EINVAL; never rounded); 0 < length <= 2^32 (Node 20's external
+   * buffer limit, ERANGE above: map large regions in windows). prot: a
+   * non-empty mask of PROT_READ | PROT_WRITE; PROT_READ is always added.
+   * For regular files (memfd, shm) the range must lie inside the file (ENXIO).
+   * Writing through a read-only mapping, or touching pages after the file was
+   * shrunk, kills the process (SIGSEGV/SIGBUS): seal untrusted fds
+   * (F_SEAL_SHRINK) or trust their owner. postMessage copies such buffers; a
+   * worker must mmap the fd itself.
+   */
+  mmap(fd: number, offset: number | bigint, length: number, prot: number): ArrayBuffer;
+  /**
+   * Detaches `ab` (views then have length 0) and unmaps it. A second call is a
+   * no-op; the GC finalizer knows it is unmapped. EINVAL for a buffer not from mmap().
+   */
+  munmap(ab: ArrayBuffer): void;
+  /** msync(MS_SYNC) of [offset, offset+length) of the mapping (start rounded down to a page). */
+  msync(ab: ArrayBuffer, offset: number, length: number): void;
+  /** madvise(MADV_DONTDUMP) over the whole mapping. */
+  madviseDontDump(ab: ArrayBuffer): void;
+  pageSize(): number;
+  readonly PROT_READ: 1;
+  readonly PROT_WRITE: 2;
+}
+
+/** The extra properties of an Error thrown by a failing syscall. */
+export interface NativeErrorShape {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+/** True for a syscall error from the addon (optionally with that errno name). */
+export function isNativeError(e: unknown, code?: string): e is Error & NativeErrorShape {
+  if (!(e instanceof Error)) return false;
+  const x = e as Error & Partial<NativeErrorShape>;
+  if (typeof x.code !== 'string' || typeof x.errno !== 'number' || typeof x.syscall !== 'string') return false;
+  return code === undefined || x.code === code;
+}
+
+/** The package root: nearest ancestor of `start` holding binding.gyp and package.json. */
+export function findPackageRoot(start: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'binding.gyp')) && existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`vfio_user_native: no package root (binding.gyp) above ${start}`);
+    dir = up;
+  }
+}
+
+/** Where the addon is loaded from. */
+export function nativeAddonPath(): string {
+  const override = process.env.VFIO_USER_NATIVE_PATH;
+  if (override !== undefined && override !== '') return override;
+  const root = findPackageRoot();
+  const release = join(root, 'build', 'Release', 'vfio_user_native.node');
+  const debug = join(root, 'build', 'Debug', 'vfio_user_native.node');
+  return existsSync(release) || !existsSync(debug) ? release : debug;
+}
+
+function load(): NativeBinding {
+  const path = nativeAddonPath();
+  const require = createRequire(import.meta.url);
+  try {
+    return require(path) as NativeBinding;
+  } catch (e) {
+    const err = new Error(
+      `vfio_user_native: cannot load ${path} (run "npm install" or "npm run build" to compile it): ${(e as Error).message}`,
+    );
+    (err as Error & { cause?: unknown }).cause = e;
+    throw err;
+  }
+}
+
+export const native: NativeBinding = load();
