@@ -83,7 +83,8 @@ export function parseJson(text: string): JsonValue {
     const c = text[i];
     if (c === '{') {
       i++;
-      const obj: { [k: string]: JsonValue } = Object.create(null) as { [k: string]: JsonValue };
+      // Plain object; keys are defined as own properties so "__proto__" is inert.
+      const obj: { [k: string]: JsonValue } = {};
       ws();
       if (text[i] === '}') {
         i++;
@@ -96,7 +97,7 @@ export function parseJson(text: string): JsonValue {
         ws();
         if (text[i] !== ':') fail("expected ':'");
         i++;
-        obj[k] = value(depth + 1);
+        Object.defineProperty(obj, k, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
         ws();
         if (text[i] === ',') {
           i++;
