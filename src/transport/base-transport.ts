@@ -62,6 +62,11 @@ export abstract class BaseTransport implements Transport {
     this.flushInbox();
   }
 
+  enablePullMode(): void {
+    this.pullMode = true;
+    this.onPauseChange();
+  }
+
   readMessage(): Message | null {
     this.pullMode = true;
     for (;;) {

@@ -73,6 +73,8 @@ export interface Transport {
   /** Stop delivering messages (they stay queued in the kernel or inbox). */
   pause(): void;
   resume(): void;
+  /** Switch to pull mode now (messages only through readMessage()). */
+  enablePullMode(): void;
   /**
    * Pull mode: returns the next whole message if one is available without
    * blocking, else null. Never invokes onMessage.

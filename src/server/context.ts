@@ -1,0 +1,466 @@
+import { EventEmitter } from 'node:events';
+import { lstatSync, unlinkSync } from 'node:fs';
+import { native, type PollerHandle } from '../native/binding.js';
+import { PciConfigSpace } from '../pci/config-space.js';
+import { MsixTable } from '../pci/msix.js';
+import { PCI_CAP_ID_MSIX } from '../pci/constants.js';
+import type { BarDescription, MsixCapabilityDescription, PciDeviceDescription } from '../pci/types.js';
+import { IrqIndex, NUM_REGIONS, RegionIndex } from '../protocol/constants.js';
+import { VfioUserError } from '../protocol/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { SocketTransport } from '../transport/socket-transport.js';
+import type { Transport } from '../transport/types.js';
+import { Connection } from './connection.js';
+import type { DeviceDescription, ResetReason } from './device.js';
+import { DmaController } from './dma.js';
+import { DmaTable, type DmaRegion } from './dma-table.js';
+import { handleCommand } from './handlers.js';
+import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './irqs.js';
+import { MigrationController } from './migration.js';
+import { resolveOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
+import { Region } from './regions.js';
+
+export interface DeviceContextEvents {
+  listening: [path: string];
+  connect: [];
+  disconnect: [];
+  /** A connection attempt refused (second client, uid not allowed). */
+  refused: [reason: string];
+  error: [err: Error];
+}
+
+/** The device-facing interrupt API. */
+export interface InterruptApi {
+  /** Raise a vector of a type. Masked vectors become pending; see TriggerResult. */
+  trigger(type: IrqType, vector?: number): TriggerResult;
+  /** INTx as a level: asserted until deassert; every unmask re-fires it. */
+  assertIntx(): TriggerResult;
+  deassertIntx(): void;
+  /** True when the client gave an eventfd for this vector. */
+  hasEventfd(type: IrqType, vector?: number): boolean;
+  isMasked(type: IrqType, vector?: number): boolean;
+}
+
+/**
+ * A vfio-user device: its regions, config space, interrupts, DMA and
+ * migration state, served to one client at a time. Create it from a
+ * DeviceDescription, then listen() on a socket path (or attach() any
+ * transport). Device code uses `irq`, `dma`, `region(i)` and `config`.
+ */
+export class DeviceContext extends EventEmitter<DeviceContextEvents> {
+  readonly description: DeviceDescription;
+  readonly options: ResolvedServerOptions;
+  readonly log: Logger;
+  /** Built-in config space (also present when the device takes over config accesses, for BAR types). */
+  readonly config: PciConfigSpace;
+  readonly irqs: IrqTable;
+  readonly irq: InterruptApi;
+  readonly dmaTable: DmaTable;
+  readonly dma: DmaController;
+  readonly migration: MigrationController;
+  /** The MSI-X table and PBA the library serves, when the device has MSI-X. */
+  readonly msix: MsixTable | null = null;
+  readonly regions: Region[];
+  private conn: Connection | null = null;
+  private listenFd = -1;
+  private listenPoller: PollerHandle | null = null;
+  private socketPath: string | null = null;
+  private pollMode = false;
+  private destroyed = false;
+  /** Set while a client's connection is being torn down. */
+  private cleanup: Promise<void> | null = null;
+  /** Client touched the MSI-X table: from then on its masks are honoured (QEMU never does; it emulates the table). */
+  private msixTableDriven = false;
+  private readonly workerRevokers = new Set<(iova: bigint, size: bigint) => Promise<void>>();
+
+  constructor(description: DeviceDescription, options: ServerOptions = {}) {
+    super();
+    this.description = description;
+    this.options = resolveOptions(options, silentLogger);
+    this.log = this.options.logger;
+    const regions: Region[] = [];
+    for (let i = 0; i < NUM_REGIONS; i++) {
+      if (i === RegionIndex.CONFIG) {
+        regions.push(new Region(i, undefined));
+        continue;
+      }
+      const spec = description.regions?.[i as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 8];
+      regions.push(new Region(i, spec));
+    }
+    this.regions = regions;
+    this.config = new PciConfigSpace(this.pciDescription(), {
+      onFlr: () => this.onFlr(),
+      onCommandChange: () => this.onCommandChange(),
+      onMsixControlChange: (c) => this.msix?.setControl(c),
+    });
+    // Region 7 is the config space, 256 or 4096 bytes, always read/write.
+    this.regions[RegionIndex.CONFIG] = new Region(RegionIndex.CONFIG, {
+      size: this.config.size,
+      read: (off, n) => (description.config ? description.config.read(off, n) : this.config.read(off, n)),
+      write: (off, d) => (description.config ? description.config.write(off, d) : this.config.write(off, d)),
+    });
+    const msixCap = description.capabilities?.find((c): c is MsixCapabilityDescription => c.type === 'msix');
+    if (msixCap) this.msix = this.setupMsix(msixCap);
+    this.irqs = new IrqTable(
+      { ...description.irqs, msix: description.irqs?.msix ?? msixCap?.tableSize ?? 0 },
+      {
+        allowed: (index) => this.irqAllowed(index),
+      },
+      this.log,
+    );
+    this.irq = this.makeInterruptApi();
+    this.dmaTable = new DmaTable({ maxRegions: this.options.maxDmaRegions, pageSize: native.pageSize() });
+    this.dma = new DmaController({
+      table: this.dmaTable,
+      channel: () => (this.conn && !this.conn.closed ? { endpoint: this.conn.dmaEndpoint, maxXfer: this.conn.peerCaps?.maxDataXferSize ?? 1048576 } : null),
+      allowed: () => this.dmaAllowed(),
+    });
+    this.migration = new MigrationController(description.migration, {
+      table: this.dmaTable,
+      maxBitmapSize: this.options.maxDirtyBitmapSize,
+      quiesce: () => this.quiesce(),
+    });
+  }
+
+  private pciDescription(): PciDeviceDescription {
+    const d = this.description;
+    const bars: (BarDescription | undefined)[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = d.regions?.[i as 0];
+      bars.push(r && r.size > 0 ? { size: r.size, kind: r.kind ?? 'mem32', ...(r.prefetchable ? { prefetchable: true } : {}) } : undefined);
+    }
+    return {
+      vendorId: d.vendorId,
+      deviceId: d.deviceId,
+      subsystemVendorId: d.subsystemVendorId ?? 0,
+      subsystemId: d.subsystemId ?? 0,
+      classCode: d.classCode ?? 0,
+      revision: d.revision ?? 0,
+      express: d.express ?? false,
+      intxPin: (d.irqs?.intx ?? 0) > 0,
+      bars,
+      ...(d.regions?.[6] ? { rom: { size: d.regions[6].size } } : {}),
+      capabilities: d.capabilities ?? [],
+      extendedCapabilities: d.extendedCapabilities ?? [],
+    };
+  }
+
+  /** Serves the MSI-X table and PBA inside their BAR(s). */
+  private setupMsix(cap: MsixCapabilityDescription): MsixTable {
+    const table = new MsixTable({
+      size: cap.tableSize,
+      deliver: (v) => {
+        this.irqs.trigger(IrqIndex.MSIX, v);
+      },
+    });
+    const tableRegion = this.regions[cap.tableBar];
+    const pbaRegion = this.regions[cap.pbaBar];
+    if (!tableRegion?.configured || !pbaRegion?.configured) {
+      throw new VfioUserError('ERR_VFIO_USER_INVALID_DEVICE', 'MSI-X table/PBA BAR is not configured');
+    }
+    tableRegion.overlays.push({
+      offset: cap.tableOffset,
+      size: table.tableBytes,
+      read: (off, n) => table.readTable(off, n),
+      write: (off, d) => {
+        this.msixTableDriven = true;
+        table.writeTable(off, d);
+      },
+    });
+    pbaRegion.overlays.push({
+      offset: cap.pbaOffset,
+      size: table.pbaBytes,
+      read: (off, n) => this.readPba(off, n),
+      write: () => {},
+    });
+    return table;
+  }
+
+  /** PBA as the client sees it: the table's pending bits, or those of SET_IRQS masks when the client drives masking itself. */
+  private readPba(off: number, n: number): Uint8Array {
+    if (this.msixTableDriven) return this.msix!.readPba(off, n);
+    const out = new Uint8Array(n);
+    for (const v of this.irqs.pendingVectors(IrqIndex.MSIX)) {
+      const bit = v - off * 8;
+      if (bit >= 0 && bit < n * 8) out[bit >> 3]! |= 1 << (bit & 7);
+    }
+    return out;
+  }
+
+  private makeInterruptApi(): InterruptApi {
+    return {
+      trigger: (type, vector = 0) => {
+        const index = IRQ_TYPE_INDEX[type];
+        if (index === IrqIndex.MSIX && this.msix && this.msixTableDriven) {
+          if (!this.irqAllowed(index)) return 'suppressed';
+          const r = this.msix.fire(vector);
+          if (r === 'disabled') return 'suppressed';
+          if (r === 'pending') return 'pending';
+          // 'delivered': MsixTable called deliver(), which triggered the eventfd.
+          return 'delivered';
+        }
+        if (index === IrqIndex.INTX) this.config.setInterruptStatus(true);
+        return this.irqs.trigger(index, vector);
+      },
+      assertIntx: () => {
+        this.config.setInterruptStatus(true);
+        return this.irqs.assertIntx();
+      },
+      deassertIntx: () => {
+        this.config.setInterruptStatus(false);
+        this.irqs.deassertIntx();
+      },
+      hasEventfd: (type, vector = 0) => this.irqs.hasFd(IRQ_TYPE_INDEX[type], vector),
+      isMasked: (type, vector = 0) => this.irqs.isMasked(IRQ_TYPE_INDEX[type], vector),
+    };
+  }
+
+  private irqAllowed(index: number): boolean {
+    if (this.migration.stopped) return false;
+    if (index === IrqIndex.INTX) return !this.config.intxDisabled;
+    if ((index === IrqIndex.MSI || index === IrqIndex.MSIX) && this.options.requireBusMaster) return this.config.busMasterEnabled;
+    return true;
+  }
+
+  private dmaAllowed(): boolean {
+    if (this.migration.stopped) return false;
+    return !this.options.requireBusMaster || this.config.busMasterEnabled;
+  }
+
+  private onCommandChange(): void {
+    // INTx-Disable cleared while the line is still asserted: the interrupt is delivered now.
+    if (!this.config.intxDisabled && this.irqs.intxAsserted && this.irqs.count(IrqIndex.INTX) > 0) {
+      this.irqs.trigger(IrqIndex.INTX, 0);
+    }
+  }
+
+  private onFlr(): void {
+    // The config write that triggered FLR is being handled; run the reset right after it, in order.
+    const conn = this.conn;
+    const run = async () => {
+      await this.quiesce();
+      this.msix?.reset();
+      this.msixTableDriven = false;
+      await this.description.reset?.('flr');
+    };
+    if (conn) conn.runAfterQueue(run);
+    else void run();
+  }
+
+  /** Region i (0-8): its memory (shared regions) and size. */
+  region(index: number): Region {
+    const r = this.regions[index];
+    if (!r) throw new RangeError(`no region ${index}`);
+    return r;
+  }
+
+  /** True while a client is attached. */
+  get connected(): boolean {
+    return this.conn !== null && !this.conn.closed;
+  }
+
+  /** The current client's connection (null without one). */
+  get connection(): Connection | null {
+    return this.conn;
+  }
+
+  /** Runs the device's quiesce hook (the command queue waits for it). */
+  async quiesce(): Promise<void> {
+    await this.description.quiesce?.();
+  }
+
+  /** Device reset with a reason; returns migration to RUNNING. */
+  async reset(reason: ResetReason): Promise<void> {
+    await this.quiesce();
+    await this.description.reset?.(reason);
+    if (reason === 'device-reset') await this.migration.resetToRunning();
+  }
+
+  /**
+   * Listens on a UNIX socket path (mode 0600 by default) and serves one
+   * client after another. A stale socket file at the path is replaced.
+   */
+  async listen(path: string, opts: { poll?: boolean } = {}): Promise<void> {
+    if (this.listenFd >= 0) throw new VfioUserError('ERR_VFIO_USER_STATE', 'already listening');
+    try {
+      if (lstatSync(path).isSocket()) unlinkSync(path);
+    } catch {
+      // nothing there
+    }
+    this.listenFd = native.listen(path, this.options.socketMode, 1);
+    this.socketPath = path;
+    this.pollMode = opts.poll ?? false;
+    if (!this.pollMode) {
+      this.listenPoller = new native.Poller(this.listenFd, () => this.acceptPending());
+      this.listenPoller.start(native.READABLE);
+    }
+    this.log.info(`listening on ${path}`);
+    this.emit('listening', path);
+  }
+
+  /** Accepts waiting connections: the first becomes the client, others are refused. */
+  private acceptPending(): void {
+    for (;;) {
+      let fd: number;
+      try {
+        fd = native.accept(this.listenFd);
+      } catch (e) {
+        this.log.warn(`accept failed: ${(e as Error).message}`);
+        return;
+      }
+      if (fd < 0) return;
+      const refusal = this.refusal(fd);
+      if (refusal) {
+        this.log.warn(`refused connection: ${refusal}`);
+        this.emit('refused', refusal);
+        // Nothing was sent or received yet, so a plain close is clean here.
+        native.close(fd);
+        continue;
+      }
+      const t = new SocketTransport(fd, { maxMessageSize: this.options.maxMessageSize, maxFdsPerMessage: this.options.maxMsgFds });
+      if (this.pollMode) t.enablePullMode();
+      this.attach(t);
+    }
+  }
+
+  private refusal(fd: number): string | null {
+    if (this.conn || this.cleanup) return 'a client is already attached';
+    if (this.options.allowedUids) {
+      const cred = native.peerCred(fd);
+      if (!this.options.allowedUids.includes(cred.uid)) return `uid ${cred.uid} (pid ${cred.pid}) not allowed`;
+    }
+    return null;
+  }
+
+  /** Serves a client over any transport (a socket, or an in-memory pair in tests). */
+  attach(transport: Transport): Connection {
+    if (this.conn) throw new VfioUserError('ERR_VFIO_USER_BUSY', 'a client is already attached');
+    const conn = new Connection(
+      transport,
+      (msg, c) => handleCommand(this, c, msg),
+      {
+        logger: this.log,
+        requestTimeoutMs: this.options.requestTimeoutMs,
+        callbackTimeoutMs: this.options.callbackTimeoutMs,
+        maxQueuedCommands: this.options.maxQueuedCommands,
+        maxMessageSize: this.options.maxMessageSize,
+      },
+      (c) => this.onConnectionClosed(c),
+    );
+    this.conn = conn;
+    this.log.info('client connected');
+    this.emit('connect');
+    return conn;
+  }
+
+  /**
+   * Client gone: after the commands it already sent, quiesce, drop its DMA
+   * maps and interrupt fds, and reset with 'lost-connection'. Device state
+   * (registers, memory, migration state) stays for the next client.
+   */
+  private onConnectionClosed(conn: Connection): void {
+    if (this.conn !== conn) return;
+    const done = new Promise<void>((resolve) => {
+      conn.runAfterQueue(async () => {
+        try {
+          await this.dropClientState();
+        } finally {
+          resolve();
+        }
+      });
+    });
+    this.cleanup = done.then(() => {
+      if (this.conn === conn) this.conn = null;
+      this.cleanup = null;
+      this.log.info('client disconnected');
+      this.emit('disconnect');
+      // Connections that queued up while cleaning up get their turn now.
+      if (this.listenFd >= 0 && !this.pollMode && !this.destroyed) this.acceptPending();
+    });
+  }
+
+  private async dropClientState(): Promise<void> {
+    await this.quiesce();
+    await this.migration.clientGone();
+    for (const r of this.dmaTable.removeAll()) {
+      try {
+        await this.description.dma?.onUnmap?.(r.info());
+      } catch (e) {
+        this.log.warn(`onUnmap failed: ${(e as Error).message}`);
+      }
+      await this.revokeWorkerMappings(r);
+      r.release();
+    }
+    this.dmaTable.stopLogging();
+    this.irqs.dropClient();
+    try {
+      await this.description.reset?.('lost-connection');
+    } catch (e) {
+      this.log.warn(`reset(lost-connection) failed: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Waits until no worker thread holds a mapping of `region` (DMA_UNMAP is
+   * answered only after that). Workers register through dma-worker.ts.
+   */
+  async revokeWorkerMappings(region: DmaRegion): Promise<void> {
+    await Promise.all([...this.workerRevokers].map((revoke) => revoke(region.iova, region.size)));
+  }
+
+  /** Registers a revoker (one per worker channel); returns its removal. */
+  addWorkerRevoker(revoke: (iova: bigint, size: bigint) => Promise<void>): () => void {
+    this.workerRevokers.add(revoke);
+    return () => this.workerRevokers.delete(revoke);
+  }
+
+  /** Resolves once the current client (if any) has gone and its state is dropped. */
+  async waitForDisconnect(): Promise<void> {
+    if (!this.conn) return;
+    await new Promise<void>((resolve) => this.once('disconnect', () => resolve()));
+  }
+
+  /**
+   * Non-blocking polling mode (listen({poll: true})): accepts a waiting
+   * client or handles at most one ready message. Returns the number of
+   * messages handled (0 or 1). Async handlers complete on the event loop.
+   */
+  poll(): number {
+    if (!this.pollMode) throw new VfioUserError('ERR_VFIO_USER_STATE', 'poll() needs listen({ poll: true })');
+    if (!this.conn) {
+      if (!this.cleanup) this.acceptPending();
+      return 0;
+    }
+    const msg = this.conn.transport.readMessage();
+    if (!msg) return 0;
+    this.conn.endpoint.dispatch(msg);
+    return 1;
+  }
+
+  /** Disconnects the client (if any), stops listening and frees the device's memory. */
+  async close(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.listenPoller?.close();
+    this.listenPoller = null;
+    if (this.listenFd >= 0) {
+      native.close(this.listenFd);
+      this.listenFd = -1;
+    }
+    if (this.socketPath) {
+      try {
+        unlinkSync(this.socketPath);
+      } catch {
+        // already gone
+      }
+      this.socketPath = null;
+    }
+    if (this.conn) {
+      const wait = this.waitForDisconnect();
+      await this.conn.close();
+      await wait;
+    }
+    for (const r of this.regions) r.destroy();
+  }
+}
+

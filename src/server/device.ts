@@ -1,0 +1,109 @@
+import type { BarKind, CapabilityDescription, ClassCode, ExtendedCapabilityDescription } from '../pci/types.js';
+import type { DmaRegionInfo } from './dma-table.js';
+import type { IrqCounts } from './irqs.js';
+
+/** Why the device is being reset. */
+export type ResetReason =
+  /** The client sent DEVICE_RESET. */
+  | 'device-reset'
+  /** The client went away; the next client finds the device as the reset left it. */
+  | 'lost-connection'
+  /** The guest set Initiate Function Level Reset in the PCIe Device Control register. */
+  | 'flr';
+
+/** Reads `count` bytes at `offset` of a region. May be async. */
+export type RegionReadHandler = (offset: number, count: number) => Uint8Array | Promise<Uint8Array>;
+/** Writes `data` at `offset` of a region. May be async. */
+export type RegionWriteHandler = (offset: number, data: Uint8Array) => void | Promise<void>;
+
+/** An mmap-able window of a shared-memory region, relative to the region. */
+export interface MmapArea {
+  offset: number;
+  size: number;
+}
+
+export interface RegionSpec {
+  /** Bytes. BARs must be powers of two (at least 16 for memory, 4 for I/O). */
+  size: number;
+  /** Default true. */
+  readable?: boolean;
+  /** Default true. */
+  writable?: boolean;
+  /** BAR type (regions 0-5). Default 'mem32'. */
+  kind?: BarKind;
+  prefetchable?: boolean;
+  /** Access callbacks. Without them a shared region reads/writes its memory; others refuse the access. */
+  read?: RegionReadHandler;
+  write?: RegionWriteHandler;
+  /**
+   * Back the region with shared memory (a sealed memfd) that the client may
+   * mmap; `mmapAreas` limits which parts (default: all of it). The device
+   * sees the same bytes through `ctx.region(i).memory`.
+   */
+  shared?: boolean | { mmapAreas?: MmapArea[] };
+}
+
+/** Config-space takeover: every access to region 7 goes here instead of the built-in model. */
+export interface ConfigAccessHandlers {
+  read: RegionReadHandler;
+  write: RegionWriteHandler;
+}
+
+/** State a migration callback is told about (VFIO device states by name). */
+export type MigrationStateName = 'STOP' | 'RUNNING' | 'STOP_COPY' | 'RESUMING' | 'PRE_COPY' | 'ERROR';
+
+export interface MigrationCallbacks {
+  /**
+   * One hop of the state machine, in order; a composite request calls this
+   * once per hop. Throwing fails the request: the device stays in the last
+   * state reached (or ERROR when `to` was RESUMING->STOP data validation).
+   */
+  transition(to: MigrationStateName, from: MigrationStateName): void | Promise<void>;
+  /**
+   * Produce the next bytes of the device state stream, at most `max`. Return
+   * an empty array when there is no more (in PRE_COPY: nothing more for now).
+   */
+  read(max: number): Uint8Array | Promise<Uint8Array>;
+  /** Consume the next bytes of the stream on the destination (RESUMING). */
+  write(data: Uint8Array): void | Promise<void>;
+  /** Advertise and allow PRE_COPY. Default true. */
+  preCopy?: boolean;
+}
+
+export interface DmaCallbacks {
+  /** A region was mapped (guest memory now reachable at info.iova). */
+  onMap?(info: DmaRegionInfo): void | Promise<void>;
+  /**
+   * A region is going away: stop using it. The unmap is answered only after
+   * this resolves and every view and worker mapping is revoked.
+   */
+  onUnmap?(info: DmaRegionInfo): void | Promise<void>;
+}
+
+/** A device described as data, plus the callbacks its business logic needs. */
+export interface DeviceDescription {
+  vendorId: number;
+  deviceId: number;
+  subsystemVendorId?: number;
+  subsystemId?: number;
+  classCode?: ClassCode | number;
+  revision?: number;
+  /** PCI Express device: 4096-byte config space. */
+  express?: boolean;
+  capabilities?: CapabilityDescription[];
+  extendedCapabilities?: ExtendedCapabilityDescription[];
+  /** Regions by index: 0-5 BARs, 6 expansion ROM, 8 VGA. (7, config space, is built from the fields above.) */
+  regions?: Partial<Record<0 | 1 | 2 | 3 | 4 | 5 | 6 | 8, RegionSpec>>;
+  /** Take over config-space accesses entirely. */
+  config?: ConfigAccessHandlers;
+  irqs?: IrqCounts;
+  dma?: DmaCallbacks;
+  /** Device reset. Must stop DMA and interrupts before resolving. */
+  reset?(reason: ResetReason): void | Promise<void>;
+  /**
+   * Called before DMA map/unmap, reset, migration state changes and
+   * disconnect handling; the command queue waits until it resolves.
+   */
+  quiesce?(): void | Promise<void>;
+  migration?: MigrationCallbacks;
+}

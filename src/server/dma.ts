@@ -1,0 +1,214 @@
+import { Command } from '../protocol/commands.js';
+import { Errno, errnoName } from '../protocol/errno.js';
+import { ProtocolError, VfioUserError } from '../protocol/errors.js';
+import { decodeDmaReadReply, decodeDmaWriteReply, encodeDmaReadRequest, encodeDmaWriteRequest } from '../protocol/dma-rw.js';
+import type { Endpoint } from '../transport/endpoint.js';
+import type { DmaRegion, DmaRegionInfo, DmaTable } from './dma-table.js';
+
+/** A DMA access the library refused. `errno` says why. */
+export class DmaError extends VfioUserError {
+  readonly errno: number;
+  constructor(errno: number, message: string) {
+    super('ERR_VFIO_USER_DMA', `${message} (${errnoName(errno)})`);
+    this.errno = errno;
+  }
+}
+
+/** Zero-copy window on guest memory. Release it when done. */
+export interface DmaView {
+  /** Reads as length 0 once the client unmapped the region. */
+  readonly bytes: Uint8Array;
+  readonly writable: boolean;
+  /** Ends the hold: a writable view stops being reported dirty (its pages were marked). */
+  release(): void;
+}
+
+export type IovaLike = bigint | number;
+
+/** Where message-based DMA goes (the current client's endpoint), or null without a client. */
+export interface DmaChannel {
+  endpoint: Endpoint;
+  /** The client's max_data_xfer_size: DMA messages are chunked to it. */
+  maxXfer: number;
+}
+
+export interface DmaControllerDeps {
+  table: DmaTable;
+  channel(): DmaChannel | null;
+  /** Bus Master Enable, unless the device opted out. */
+  allowed(): boolean;
+}
+
+const toBig = (v: IovaLike): bigint => (typeof v === 'bigint' ? v : BigInt(v));
+
+/**
+ * The device's access to guest memory. fd-backed regions are reached through
+ * zero-copy views of the mmapped memory; regions mapped without an fd go
+ * through DMA_READ/DMA_WRITE messages chunked at the client's transfer size.
+ */
+export class DmaController {
+  constructor(private readonly deps: DmaControllerDeps) {}
+
+  /** The regions mapped now. */
+  regions(): DmaRegionInfo[] {
+    return this.deps.table.list().map((r) => r.info());
+  }
+
+  private check(write: boolean): void {
+    if (!this.deps.allowed()) throw new DmaError(Errno.EPERM, 'DMA refused: Bus Master Enable is off');
+    void write;
+  }
+
+  private segments(iova: IovaLike, length: number, write: boolean) {
+    if (!Number.isSafeInteger(length) || length < 0) throw new DmaError(Errno.EINVAL, `bad DMA length ${length}`);
+    try {
+      const segs = this.deps.table.segments(toBig(iova), length);
+      for (const s of segs) {
+        if (write && !s.region.writable) throw new DmaError(Errno.EACCES, `IOVA 0x${s.region.iova.toString(16)} is mapped read-only`);
+        if (!write && !s.region.readable) throw new DmaError(Errno.EACCES, `IOVA 0x${s.region.iova.toString(16)} is not readable`);
+      }
+      return segs;
+    } catch (e) {
+      if (e instanceof ProtocolError) throw new DmaError(e.errno, e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * A zero-copy view of [iova, iova+length). It must lie in one fd-backed
+   * region. A writable view counts as dirty from now until release().
+   */
+  view(iova: IovaLike, length: number, opts: { write?: boolean } = {}): DmaView {
+    const write = opts.write ?? false;
+    this.check(write);
+    const segs = this.segments(iova, length, write);
+    if (segs.length !== 1) throw new DmaError(Errno.EFAULT, 'DMA view spans more than one region');
+    const s = segs[0]!;
+    const bytes = s.region.bytes(s.offset, s.length);
+    if (!bytes) throw new DmaError(Errno.EFAULT, 'region was mapped without an fd (use read/write)');
+    if (!write) return { bytes, writable: false, release: () => {} };
+    const hold = { offset: s.offset, length: s.length };
+    const region = s.region;
+    region.heldWritable.add(hold);
+    region.markDirty(s.offset, s.length);
+    let released = false;
+    return {
+      bytes,
+      writable: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        region.markDirty(hold.offset, hold.length);
+        region.heldWritable.delete(hold);
+      },
+    };
+  }
+
+  /** True when every byte of the range is fd-backed (synchronous access possible). */
+  isDirect(iova: IovaLike, length: number): boolean {
+    try {
+      return this.deps.table.segments(toBig(iova), length).every((s) => s.region.mapped);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Copies guest memory out; fd-backed only. */
+  readSync(iova: IovaLike, length: number): Uint8Array {
+    this.check(false);
+    const out = new Uint8Array(length);
+    for (const s of this.segments(iova, length, false)) {
+      if (!s.region.mapped) throw new DmaError(Errno.EFAULT, 'region was mapped without an fd (use read())');
+      s.region.copyOut(s.offset, out.subarray(s.at, s.at + s.length));
+    }
+    return out;
+  }
+
+  /** Copies into guest memory, marking exactly the written pages dirty; fd-backed only. */
+  writeSync(iova: IovaLike, data: Uint8Array): void {
+    this.check(true);
+    const segs = this.segments(iova, data.length, true);
+    for (const s of segs) if (!s.region.mapped) throw new DmaError(Errno.EFAULT, 'region was mapped without an fd (use write())');
+    for (const s of segs) {
+      s.region.copyIn(s.offset, data.subarray(s.at, s.at + s.length));
+      s.region.markDirty(s.offset, s.length);
+    }
+  }
+
+  /** Reads guest memory, through the mapping where there is one and DMA_READ messages elsewhere. */
+  async read(iova: IovaLike, length: number): Promise<Uint8Array> {
+    this.check(false);
+    const out = new Uint8Array(length);
+    for (const s of this.segments(iova, length, false)) {
+      const dst = out.subarray(s.at, s.at + s.length);
+      if (s.region.mapped) s.region.copyOut(s.offset, dst);
+      else await this.messageRead(s.region, s.offset, dst);
+    }
+    return out;
+  }
+
+  /** Writes guest memory (mapping or DMA_WRITE messages). Message writes are dirty-tracked by the client, as the spec says. */
+  async write(iova: IovaLike, data: Uint8Array): Promise<void> {
+    this.check(true);
+    for (const s of this.segments(iova, data.length, true)) {
+      const src = data.subarray(s.at, s.at + s.length);
+      if (s.region.mapped) {
+        s.region.copyIn(s.offset, src);
+        s.region.markDirty(s.offset, s.length);
+      } else {
+        await this.messageWrite(s.region, s.offset, src);
+      }
+    }
+  }
+
+  /** Marks a range dirty by hand (e.g. after writing through a view kept for long). */
+  markDirty(iova: IovaLike, length: number): void {
+    for (const s of this.segments(iova, length, true)) s.region.markDirty(s.offset, s.length);
+  }
+
+  private channel(): DmaChannel {
+    const c = this.deps.channel();
+    if (!c) throw new DmaError(Errno.ENOTCONN, 'no client connected');
+    return c;
+  }
+
+  private async messageRead(region: DmaRegion, offset: number, dst: Uint8Array): Promise<void> {
+    const { endpoint, maxXfer } = this.channel();
+    for (let done = 0; done < dst.length; ) {
+      const n = Math.min(maxXfer, dst.length - done);
+      const address = region.iova + BigInt(offset + done);
+      const reply = await this.request(endpoint, Command.DMA_READ, encodeDmaReadRequest({ address, count: BigInt(n) }));
+      const r = decodeDmaReadReply(reply);
+      if (r.address !== address || r.count !== BigInt(n) || r.data.length !== n) {
+        throw new DmaError(Errno.EPROTO, `DMA_READ reply for 0x${address.toString(16)} does not match the request`);
+      }
+      dst.set(r.data, done);
+      done += n;
+    }
+  }
+
+  private async messageWrite(region: DmaRegion, offset: number, src: Uint8Array): Promise<void> {
+    const { endpoint, maxXfer } = this.channel();
+    for (let done = 0; done < src.length; ) {
+      const n = Math.min(maxXfer, src.length - done);
+      const address = region.iova + BigInt(offset + done);
+      const reply = await this.request(endpoint, Command.DMA_WRITE, encodeDmaWriteRequest({ address, count: BigInt(n), data: src.subarray(done, done + n) }));
+      const echo = decodeDmaWriteReply(reply);
+      if (echo && (echo.address !== address || echo.count !== BigInt(n))) {
+        throw new DmaError(Errno.EPROTO, `DMA_WRITE reply for 0x${address.toString(16)} does not match the request`);
+      }
+      done += n;
+    }
+  }
+
+  private async request(endpoint: Endpoint, command: number, payload: Uint8Array): Promise<Uint8Array> {
+    try {
+      const msg = await endpoint.request(command, payload);
+      endpoint.transport.releaseFds(msg.fds);
+      return msg.payload;
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno;
+      throw new DmaError(typeof errno === 'number' ? errno : Errno.EIO, `${command === Command.DMA_READ ? 'DMA_READ' : 'DMA_WRITE'} failed: ${(e as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,274 @@
+import { native } from '../native/binding.js';
+import { Command, commandName } from '../protocol/commands.js';
+import { DeviceInfoFlags, DmaMapFlags, DmaUnmapFlags, IoFdType, KvmIoeventfdFlags, NUM_IRQS, NUM_REGIONS } from '../protocol/constants.js';
+import { decodeDeviceFeatureRequest } from '../protocol/device-feature.js';
+import { decodeDeviceInfoRequest, encodeDeviceInfoReply } from '../protocol/device-info.js';
+import { decodeDmaMapRequest, decodeDmaUnmapRequest, encodeDmaUnmapReply } from '../protocol/dma-map.js';
+import { Errno } from '../protocol/errno.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { FLAGS_KNOWN, isCommand } from '../protocol/header.js';
+import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/irq-info.js';
+import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/mig-data.js';
+import { decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionWriteReply } from '../protocol/region-access.js';
+import { buildRegionInfoReply, decodeRegionInfoRequest } from '../protocol/region-info.js';
+import { buildRegionIoFdsReply, decodeRegionIoFdsRequest, type IoFdEntry } from '../protocol/region-io-fds.js';
+import { decodeSetIrqsRequest } from '../protocol/set-irqs.js';
+import { decodeVersionWithCapabilities, encodeVersionWithCapabilities, negotiateMinor, type CapabilitiesInput } from '../protocol/version.js';
+import { decodeWriteMultiRequest, encodeWriteMultiReply } from '../protocol/write-multi.js';
+import type { Message } from '../transport/types.js';
+import type { Connection, HandlerResult } from './connection.js';
+import type { DeviceContext } from './context.js';
+import type { DmaRegion } from './dma-table.js';
+
+/** Our extension: the client may ask for interrupts as messages (see irq-message.ts). */
+export const IRQ_MESSAGE_CAPABILITY = 'vfio_user_ts_irq_msg';
+
+const einval = (msg: string): ProtocolError => new ProtocolError(Errno.EINVAL, msg);
+const isPromise = (v: unknown): v is Promise<unknown> => typeof (v as { then?: unknown } | null)?.then === 'function';
+
+/** Most fds each command may carry; anything more is refused (and closed). */
+function maxFdsFor(command: number): number {
+  if (command === Command.DMA_MAP) return 1;
+  if (command === Command.DEVICE_SET_IRQS) return Number.MAX_SAFE_INTEGER; // checked against count
+  return 0;
+}
+
+/**
+ * Validates and dispatches one command from the client. Owns msg.fds: every
+ * fd ends up kept by the device state or closed, whatever happens.
+ */
+export function handleCommand(ctx: DeviceContext, conn: Connection, msg: Message): HandlerResult | Promise<HandlerResult> {
+  const h = msg.header;
+  const fds = msg.fds;
+  let fdsTaken = false;
+  try {
+    if (!isCommand(h.flags) || (h.flags & ~FLAGS_KNOWN) !== 0) throw einval(`bad flags 0x${h.flags.toString(16)}`);
+    if (msg.fdsTruncated) throw einval('fds were lost in transit (control data truncated)');
+    if (fds.length > maxFdsFor(h.command)) throw einval(`${commandName(h.command)} carries ${fds.length} unexpected fd(s)`);
+    if (conn.peerCaps === null) {
+      if (h.command !== Command.VERSION) {
+        // libvfio-user drops a client that does not start with VERSION; so do we.
+        void conn.close();
+        throw einval('first message must be VERSION');
+      }
+      return negotiate(ctx, conn, msg);
+    }
+    fdsTaken = true;
+    return dispatch(ctx, conn, msg);
+  } finally {
+    if (!fdsTaken) conn.transport.releaseFds(fds);
+  }
+}
+
+function dispatch(ctx: DeviceContext, conn: Connection, msg: Message): HandlerResult | Promise<HandlerResult> {
+  const { header: h, payload, fds } = msg;
+  // Commands that take fds hand them over to the device state (or close them) themselves.
+  if (h.command !== Command.DMA_MAP && h.command !== Command.DEVICE_SET_IRQS) conn.transport.releaseFds(fds);
+  const xfer = ctx.options.maxDataXferSize;
+  switch (h.command) {
+    case Command.VERSION:
+      throw einval('VERSION already negotiated');
+    case Command.DMA_MAP:
+      return dmaMap(ctx, payload, fds);
+    case Command.DMA_UNMAP:
+      return dmaUnmap(ctx, payload);
+    case Command.DEVICE_GET_INFO:
+      decodeDeviceInfoRequest(payload);
+      return encodeDeviceInfoReply({ argsz: 16, flags: DeviceInfoFlags.RESET | DeviceInfoFlags.PCI, numRegions: NUM_REGIONS, numIrqs: NUM_IRQS });
+    case Command.DEVICE_GET_REGION_INFO: {
+      const req = decodeRegionInfoRequest(payload, NUM_REGIONS);
+      const region = ctx.region(req.index);
+      const { payload: out, attachFd } = buildRegionInfoReply(region.wire(), req.argsz);
+      return attachFd ? { payload: out, fds: [region.fd] } : out;
+    }
+    case Command.DEVICE_GET_REGION_IO_FDS:
+      return regionIoFds(ctx, payload);
+    case Command.DEVICE_GET_IRQ_INFO: {
+      const req = decodeIrqInfoRequest(payload, NUM_IRQS);
+      return encodeIrqInfoReply({ argsz: 16, flags: ctx.irqs.infoFlags(req.index), index: req.index, count: ctx.irqs.count(req.index) });
+    }
+    case Command.DEVICE_SET_IRQS:
+      ctx.irqs.setIrqs(decodeSetIrqsRequest(payload), fds);
+      return;
+    case Command.REGION_READ: {
+      const req = decodeRegionReadRequest(payload, { maxCount: xfer });
+      const offset = checkAccess(ctx, req.region, req.offset, req.count);
+      if (req.count === 0) return encodeRegionReadReply({ ...req, data: new Uint8Array(0) });
+      const r = ctx.region(req.region).read(offset, req.count);
+      const finish = (data: Uint8Array): Uint8Array => {
+        if (data.length !== req.count) throw new ProtocolError(Errno.EIO, `region ${req.region} read returned ${data.length} of ${req.count} bytes`);
+        return encodeRegionReadReply({ ...req, data });
+      };
+      return isPromise(r) ? r.then(finish) : finish(r);
+    }
+    case Command.REGION_WRITE: {
+      const req = decodeRegionWriteRequest(payload, { maxCount: xfer });
+      const offset = checkAccess(ctx, req.region, req.offset, req.count);
+      const reply = encodeRegionWriteReply({ offset: req.offset, region: req.region, count: req.count });
+      if (req.count === 0) return reply;
+      const r = ctx.region(req.region).write(offset, req.data);
+      return isPromise(r) ? r.then(() => reply) : reply;
+    }
+    case Command.REGION_WRITE_MULTI:
+      return writeMulti(ctx, payload);
+    case Command.DEVICE_RESET:
+      return ctx.reset('device-reset');
+    case Command.DEVICE_FEATURE:
+      return ctx.migration.feature(decodeDeviceFeatureRequest(payload));
+    case Command.MIG_DATA_READ: {
+      if (!ctx.migration.supported) throw einval('device has no migration support');
+      const req = decodeMigDataReadRequest(payload, { maxSize: xfer });
+      return ctx.migration.readData(req.size);
+    }
+    case Command.MIG_DATA_WRITE: {
+      if (!ctx.migration.supported) throw einval('device has no migration support');
+      const req = decodeMigDataWriteRequest(payload, { maxSize: xfer });
+      return ctx.migration.writeData(req.data);
+    }
+    case Command.DMA_READ:
+    case Command.DMA_WRITE:
+      throw einval(`${commandName(h.command)} is a server-to-client command`);
+    case Command.DIRTY_PAGES:
+      throw einval('DIRTY_PAGES (migration v1) is obsolete');
+    default:
+      throw new ProtocolError(Errno.ENOSYS, `unknown command ${h.command}`);
+  }
+}
+
+/** Region index, bounds (overflow-safe, in bigint) and direction. Returns the offset as a number. */
+function checkAccess(ctx: DeviceContext, index: number, offset: bigint, count: number): number {
+  if (index >= NUM_REGIONS) throw einval(`no region ${index}`);
+  const r = ctx.region(index);
+  if (offset + BigInt(count) > BigInt(r.size)) throw einval(`access ${offset}+${count} outside region ${index} (size ${r.size})`);
+  return Number(offset);
+}
+
+function negotiate(ctx: DeviceContext, conn: Connection, msg: Message): HandlerResult {
+  const req = decodeVersionWithCapabilities(msg.payload);
+  let minor: number;
+  try {
+    minor = negotiateMinor(req.major, req.minor);
+  } catch (e) {
+    void conn.close();
+    throw e;
+  }
+  const peer = req.capabilities;
+  const page = native.pageSize();
+  if (ctx.migration.supported && peer.migration && peer.present.has('migration') && peer.migration.pgsize % page !== 0) {
+    void conn.close();
+    throw einval(`client migration page size ${peer.migration.pgsize} is not a multiple of ${page}`);
+  }
+  // Reply only what the client offered (plus what it needs to know: our
+  // limits and migration), compactly: QEMU refuses a reply longer than its
+  // 198-byte request, and libvfio-user's client crashes on twin_socket.
+  const o = ctx.options;
+  const caps: CapabilitiesInput = { maxMsgFds: o.maxMsgFds, maxDataXferSize: o.maxDataXferSize };
+  if (peer.present.has('pgsizes')) caps.pgsizes = page;
+  if (peer.present.has('max_dma_maps')) caps.maxDmaMaps = Math.min(o.maxDmaRegions, peer.maxDmaMaps);
+  if (peer.present.has('write_multiple') && peer.writeMultiple && o.writeMultiple) caps.writeMultiple = true;
+  if (ctx.migration.supported) {
+    caps.migration = { pgsize: page };
+    if (peer.migration?.maxBitmapSize !== undefined) caps.migration.maxBitmapSize = Math.min(o.maxDirtyBitmapSize, peer.migration.maxBitmapSize);
+  }
+  let twinFd = -1;
+  if (peer.twinSocket?.supported && o.twinSocket && peer.maxMsgFds > 0) {
+    const [ours, theirs] = native.socketpair();
+    twinFd = theirs;
+    conn.setTwin(ours);
+    caps.twinSocket = { supported: true, fdIndex: 0 };
+  }
+  if (peer.extensions?.[IRQ_MESSAGE_CAPABILITY] === true) {
+    conn.irqMessages = true;
+    caps.extensions = { [IRQ_MESSAGE_CAPABILITY]: true };
+  }
+  conn.peerCaps = peer;
+  conn.negotiatedMinor = minor;
+  ctx.log.debug(`negotiated 0.${minor}; client max_data_xfer_size ${peer.maxDataXferSize}, max_msg_fds ${peer.maxMsgFds}`);
+  const payload = encodeVersionWithCapabilities(0, minor, caps);
+  return twinFd >= 0 ? { payload, fds: [twinFd], ownFds: true } : payload;
+}
+
+async function dmaMap(ctx: DeviceContext, payload: Uint8Array, fds: number[]): Promise<HandlerResult> {
+  let fd: number | null = fds[0] ?? null;
+  try {
+    const req = decodeDmaMapRequest(payload);
+    if (fd === null && req.flags & (DmaMapFlags.MMAP | DmaMapFlags.FILE_IO)) throw einval('DMA_MAP MMAP/FILE_IO without an fd');
+    await ctx.quiesce();
+    const region = ctx.dmaTable.add({
+      iova: req.address,
+      size: req.size,
+      offset: req.offset,
+      readable: (req.flags & DmaMapFlags.READ) !== 0,
+      writable: (req.flags & DmaMapFlags.WRITE) !== 0,
+      fd,
+    });
+    if (region === null) return; // identical to an existing map: accepted, new fd closed below
+    fd = null; // the region owns it now
+    try {
+      await ctx.description.dma?.onMap?.(region.info());
+    } catch (e) {
+      ctx.dmaTable.remove(region.iova, region.size);
+      region.release();
+      throw e;
+    }
+    return;
+  } finally {
+    if (fd !== null) native.close(fd);
+  }
+}
+
+async function dmaUnmap(ctx: DeviceContext, payload: Uint8Array): Promise<HandlerResult> {
+  const req = decodeDmaUnmapRequest(payload);
+  if (req.flags & DmaUnmapFlags.GET_DIRTY_BITMAP) {
+    // Migration v1's dirty bitmap on unmap is not part of the current spec.
+    throw einval('DMA_UNMAP GET_DIRTY_BITMAP (migration v1) is not supported');
+  }
+  await ctx.quiesce();
+  const removed: DmaRegion[] = req.flags & DmaUnmapFlags.ALL ? ctx.dmaTable.removeAll() : [ctx.dmaTable.remove(req.address, req.size)];
+  for (const r of removed) {
+    try {
+      await ctx.description.dma?.onUnmap?.(r.info());
+    } finally {
+      await ctx.revokeWorkerMappings(r);
+      // Unmapping detaches every view the device still holds: they read as empty from now on.
+      r.release();
+    }
+  }
+  return encodeDmaUnmapReply({ argsz: req.argsz, flags: req.flags, address: req.address, size: req.size });
+}
+
+function regionIoFds(ctx: DeviceContext, payload: Uint8Array): HandlerResult {
+  const req = decodeRegionIoFdsRequest(payload);
+  if (req.index >= NUM_REGIONS) throw einval(`no region ${req.index}`);
+  const region = ctx.region(req.index);
+  if (!region.configured) throw einval(`region ${req.index} is not configured`);
+  // fds are de-duplicated; entries refer to them by index.
+  const fds: number[] = [];
+  const entries: IoFdEntry[] = region.ioeventfds.map((e) => {
+    let i = fds.indexOf(e.fd);
+    if (i < 0) i = fds.push(e.fd) - 1;
+    return {
+      offset: BigInt(e.offset),
+      size: BigInt(e.size),
+      fdIndex: i,
+      type: IoFdType.IOEVENTFD,
+      flags: e.flags | (e.datamatch !== undefined ? KvmIoeventfdFlags.DATAMATCH : 0),
+      datamatch: e.datamatch ?? 0n,
+    };
+  });
+  const { payload: out, attachFds } = buildRegionIoFdsReply(req.index, entries, req.argsz);
+  return attachFds ? { payload: out, fds } : out;
+}
+
+async function writeMulti(ctx: DeviceContext, payload: Uint8Array): Promise<HandlerResult> {
+  const req = decodeWriteMultiRequest(payload);
+  // Validate every entry before applying any, so a bad batch changes nothing.
+  const offsets = req.entries.map((e) => checkAccess(ctx, e.region, e.offset, e.count));
+  let done = 0;
+  for (const [i, e] of req.entries.entries()) {
+    const r = ctx.region(e.region).write(offsets[i]!, e.data.subarray(0, e.count));
+    if (isPromise(r)) await r;
+    done++;
+  }
+  return encodeWriteMultiReply({ wrCnt: BigInt(done) });
+}

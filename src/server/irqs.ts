@@ -1,0 +1,275 @@
+import { native, type PollerHandle } from '../native/binding.js';
+import { IrqIndex, IrqInfoFlags, NUM_IRQS, SetIrqsFlags } from '../protocol/constants.js';
+import { classifySetIrqs, validateSetIrqs, type SetIrqsRequest } from '../protocol/set-irqs.js';
+import type { Logger } from '../util/logger.js';
+
+/** Vectors per interrupt type. ERR and REQ default to 1 like libvfio-user. */
+export interface IrqCounts {
+  intx?: number;
+  msi?: number;
+  msix?: number;
+  err?: number;
+  req?: number;
+}
+
+export type IrqType = 'intx' | 'msi' | 'msix' | 'err' | 'req';
+export const IRQ_TYPE_INDEX: Record<IrqType, number> = { intx: 0, msi: 1, msix: 2, err: 3, req: 4 };
+const INDEX_NAME: IrqType[] = ['intx', 'msi', 'msix', 'err', 'req'];
+
+/** What happened to one trigger. */
+export type TriggerResult =
+  /** The client's eventfd was signalled (or the message extension sent). */
+  | 'delivered'
+  /** Masked: remembered as pending and delivered on unmask. */
+  | 'pending'
+  /** Nobody listens (no eventfd); the interrupt is lost, as on hardware with the vector unprogrammed. */
+  | 'no-fd'
+  /** Refused by device state: INTx-Disable, Bus Master off, or migration state. */
+  | 'suppressed';
+
+interface IndexState {
+  count: number;
+  fds: number[];
+  masked: boolean[];
+  pending: boolean[];
+  /** Client-supplied eventfds whose signal means mask / unmask (QEMU's resample fd). */
+  maskFd: Map<number, { fd: number; poller: PollerHandle }>;
+  unmaskFd: Map<number, { fd: number; poller: PollerHandle }>;
+}
+
+export interface IrqHooks {
+  /** May this interrupt be signalled now? (command register, migration state) */
+  allowed(index: number, vector: number): boolean;
+  /** Called after every mask change, so the device can react (libvfio-user's irq-state callback). */
+  onMaskChange?(index: number, start: number, count: number, masked: boolean): void;
+  /** Signal for a vector that has no eventfd (message-delivery extension). Return true if sent. */
+  deliverWithoutFd?(index: number, vector: number): boolean;
+}
+
+/**
+ * Interrupt state of one device: the client's eventfds per type and vector,
+ * masks and pending bits, and INTx's level. SET_IRQS lands here; the device
+ * raises interrupts through trigger() / assertIntx().
+ */
+export class IrqTable {
+  private readonly idx: IndexState[];
+  private intxLevel = false;
+
+  constructor(counts: IrqCounts, private readonly hooks: IrqHooks, private readonly log: Logger) {
+    const n = [counts.intx ?? 0, counts.msi ?? 0, counts.msix ?? 0, counts.err ?? 1, counts.req ?? 1];
+    this.idx = n.map((count) => ({
+      count,
+      fds: new Array<number>(count).fill(-1),
+      masked: new Array<boolean>(count).fill(false),
+      pending: new Array<boolean>(count).fill(false),
+      maskFd: new Map(),
+      unmaskFd: new Map(),
+    }));
+  }
+
+  get counts(): number[] {
+    return this.idx.map((s) => s.count);
+  }
+
+  /** GET_IRQ_INFO flags. INTx is maskable and auto-masked like vfio-pci's; every type honours MASK/UNMASK. */
+  infoFlags(index: number): number {
+    if (index === IrqIndex.INTX) return IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED;
+    if (index === IrqIndex.MSI || index === IrqIndex.MSIX) return IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.NORESIZE;
+    return IrqInfoFlags.EVENTFD;
+  }
+
+  count(index: number): number {
+    return this.idx[index]?.count ?? 0;
+  }
+
+  hasFd(index: number, vector: number): boolean {
+    return (this.idx[index]?.fds[vector] ?? -1) >= 0;
+  }
+
+  isMasked(index: number, vector: number): boolean {
+    return this.idx[index]?.masked[vector] ?? false;
+  }
+
+  isPending(index: number, vector: number): boolean {
+    return this.idx[index]?.pending[vector] ?? false;
+  }
+
+  /**
+   * Applies a SET_IRQS request. Takes ownership of `fds`: every fd is either
+   * kept or closed, also when the request is refused (ProtocolError).
+   */
+  setIrqs(req: SetIrqsRequest, fds: number[]): void {
+    let kept = false;
+    try {
+      validateSetIrqs(req, this.counts, fds.length);
+      const s = this.idx[req.index]!;
+      const op = classifySetIrqs(req, fds.length);
+      const { start, count } = req;
+      switch (op) {
+        case 'disable-all':
+          for (let v = 0; v < s.count; v++) this.setFd(s, v, -1);
+          for (const m of [s.maskFd, s.unmaskFd]) for (const v of [...m.keys()]) this.dropWatch(m, v);
+          s.masked.fill(false);
+          s.pending.fill(false);
+          break;
+        case 'assign-eventfds':
+          for (let j = 0; j < count; j++) {
+            const fd = fds[j]!;
+            // A blocking fd (a pipe posing as an eventfd) must never stall the event loop.
+            native.setNonBlocking(fd, true);
+            this.setFd(s, start + j, fd);
+          }
+          kept = true;
+          // A vector that was raised while nobody listened is not replayed:
+          // only masked-pending vectors are.
+          break;
+        case 'deassign-eventfds':
+          for (let j = 0; j < count; j++) this.setFd(s, start + j, -1);
+          break;
+        case 'trigger':
+          for (let j = 0; j < count; j++) {
+            if (req.flags & SetIrqsFlags.DATA_BOOL && req.data && req.data[j] === 0) continue;
+            this.trigger(req.index, start + j);
+          }
+          break;
+        case 'mask':
+        case 'unmask': {
+          const masked = op === 'mask';
+          for (let j = 0; j < count; j++) {
+            if (req.flags & SetIrqsFlags.DATA_BOOL && req.data && req.data[j] === 0) continue;
+            this.setMask(req.index, start + j, masked);
+          }
+          this.hooks.onMaskChange?.(req.index, start, count, masked);
+          break;
+        }
+        case 'mask-eventfd':
+        case 'unmask-eventfd': {
+          const map = op === 'mask-eventfd' ? s.maskFd : s.unmaskFd;
+          for (let j = 0; j < count; j++) {
+            this.dropWatch(map, start + j);
+            const fd = fds[j];
+            if (fd === undefined) continue;
+            native.setNonBlocking(fd, true);
+            this.watch(map, req.index, start + j, fd, op === 'mask-eventfd');
+          }
+          kept = fds.length > 0;
+          break;
+        }
+      }
+    } finally {
+      if (!kept) for (const fd of fds) safeClose(fd);
+    }
+  }
+
+  private setFd(s: IndexState, v: number, fd: number): void {
+    const old = s.fds[v]!;
+    if (old >= 0 && old !== fd) safeClose(old);
+    s.fds[v] = fd;
+  }
+
+  private watch(map: IndexState['maskFd'], index: number, vector: number, fd: number, mask: boolean): void {
+    const poller = new native.Poller(fd, (status) => {
+      if (status < 0) return;
+      if (native.eventfdRead(fd) < 0n) return;
+      this.setMask(index, vector, mask);
+      this.hooks.onMaskChange?.(index, vector, 1, mask);
+    });
+    poller.unref();
+    poller.start(1);
+    map.set(vector, { fd, poller });
+  }
+
+  private dropWatch(map: IndexState['maskFd'], vector: number): void {
+    const w = map.get(vector);
+    if (!w) return;
+    w.poller.close();
+    safeClose(w.fd);
+    map.delete(vector);
+  }
+
+  /** Sets a vector's mask; unmasking delivers what was pending (and a still-asserted INTx). */
+  setMask(index: number, vector: number, masked: boolean): void {
+    const s = this.idx[index];
+    if (!s || vector >= s.count) return;
+    s.masked[vector] = masked;
+    if (masked) return;
+    const refire = s.pending[vector] || (index === IrqIndex.INTX && this.intxLevel);
+    s.pending[vector] = false;
+    if (refire) this.signal(index, vector);
+  }
+
+  /**
+   * Raises vector `vector` of `index`. Masked vectors become pending; INTx
+   * triggers behave like a pulse on the line (see assertIntx for level use).
+   */
+  trigger(index: number, vector = 0): TriggerResult {
+    const s = this.idx[index];
+    if (!s || vector < 0 || vector >= s.count) throw new RangeError(`no ${INDEX_NAME[index] ?? index} vector ${vector}`);
+    if (!this.hooks.allowed(index, vector)) return 'suppressed';
+    if (s.masked[vector]) {
+      s.pending[vector] = true;
+      return 'pending';
+    }
+    return this.signal(index, vector);
+  }
+
+  private signal(index: number, vector: number): TriggerResult {
+    const s = this.idx[index]!;
+    if (!this.hooks.allowed(index, vector)) return 'suppressed';
+    const fd = s.fds[vector]!;
+    if (fd < 0) return this.hooks.deliverWithoutFd?.(index, vector) ? 'delivered' : 'no-fd';
+    try {
+      native.eventfdWrite(fd, 1);
+    } catch (e) {
+      this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}]: eventfd write failed: ${(e as Error).message}`);
+      return 'no-fd';
+    }
+    // QEMU masks INTx itself when it sees the fd fire (it sends MASK, later
+    // UNMASK after the guest's EOI); we mirror the auto-mask so a trigger in
+    // between is held as pending, as vfio-pci does with AUTOMASKED.
+    if (index === IrqIndex.INTX) s.masked[vector] = true;
+    return 'delivered';
+  }
+
+  /** INTx level: the line stays asserted until deassertIntx(); each unmask re-fires it. */
+  assertIntx(): TriggerResult {
+    this.intxLevel = true;
+    if (this.count(IrqIndex.INTX) === 0) throw new RangeError('device has no INTx');
+    return this.trigger(IrqIndex.INTX, 0);
+  }
+
+  deassertIntx(): void {
+    this.intxLevel = false;
+    const s = this.idx[IrqIndex.INTX];
+    if (s && s.count > 0) s.pending[0] = false;
+  }
+
+  get intxAsserted(): boolean {
+    return this.intxLevel;
+  }
+
+  /** Pending vectors of an index (e.g. to serve an MSI-X PBA). */
+  pendingVectors(index: number): number[] {
+    const s = this.idx[index];
+    return s ? s.pending.flatMap((p, v) => (p ? [v] : [])) : [];
+  }
+
+  /** Client gone: close every fd it gave us, forget masks. The INTx level (device state) stays. */
+  dropClient(): void {
+    for (let i = 0; i < NUM_IRQS; i++) {
+      const s = this.idx[i]!;
+      for (let v = 0; v < s.count; v++) this.setFd(s, v, -1);
+      for (const m of [s.maskFd, s.unmaskFd]) for (const v of [...m.keys()]) this.dropWatch(m, v);
+      s.masked.fill(false);
+      s.pending.fill(false);
+    }
+  }
+}
+
+function safeClose(fd: number): void {
+  try {
+    native.close(fd);
+  } catch {
+    // already closed
+  }
+}
