@@ -86,13 +86,19 @@ export function dmaUnmapReplySize(r: Pick<DmaUnmapRequest, 'bitmap'>): bigint {
   return r.bitmap ? BigInt(DMA_UNMAP_REQUEST_SIZE + DMA_UNMAP_BITMAP_HEADER_SIZE) + r.bitmap.size : BigInt(DMA_UNMAP_REQUEST_SIZE);
 }
 
-/** 24-byte request (40 with GET_DIRTY_BITMAP). */
+function defaultUnmapArgsz(r: DmaUnmapRequest): number {
+  const needed = dmaUnmapReplySize(r);
+  if (needed > 0xffffffffn) throw einval('DMA_UNMAP: bitmap too large for argsz');
+  return Number(needed);
+}
+
+/** 24-byte request (40 with GET_DIRTY_BITMAP). argsz defaults to the reply size needed. */
 export function encodeDmaUnmapRequest(r: DmaUnmapRequest): Uint8Array {
   const withBitmap = (r.flags & DmaUnmapFlags.GET_DIRTY_BITMAP) !== 0;
   if (withBitmap !== (r.bitmap !== undefined)) throw einval('DMA_UNMAP: bitmap must be given exactly with GET_DIRTY_BITMAP');
   const size = withBitmap ? DMA_UNMAP_REQUEST_SIZE + DMA_UNMAP_BITMAP_HEADER_SIZE : DMA_UNMAP_REQUEST_SIZE;
   const w = new Writer(size)
-    .u32(0, 'argsz', r.argsz ?? Number(dmaUnmapReplySize(r) > 0xffffffffn ? 0xffffffffn : dmaUnmapReplySize(r)))
+    .u32(0, 'argsz', r.argsz ?? defaultUnmapArgsz(r))
     .u32(4, 'flags', r.flags)
     .u64(8, 'address', r.address)
     .u64(16, 'size', r.size);

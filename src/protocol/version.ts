@@ -179,7 +179,7 @@ export function parseCapabilities(json: string | undefined): VersionCapabilities
   let any = false;
   for (const k of Object.keys(c)) {
     if (KNOWN_KEYS.has(k)) continue;
-    ext[k] = c[k];
+    Object.defineProperty(ext, k, { value: c[k], enumerable: true, writable: true, configurable: true });
     any = true;
   }
   if (any) caps.extensions = ext;
@@ -236,7 +236,7 @@ export function encodeCapabilities(caps: CapabilitiesInput): string {
   if (caps.extensions) {
     for (const [k, v] of Object.entries(caps.extensions)) {
       if (KNOWN_KEYS.has(k)) throw einval(`extension key ${k} collides with a known capability`);
-      out[k] = v;
+      Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
     }
   }
   return stringifyJson({ capabilities: out });

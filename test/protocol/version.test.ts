@@ -103,6 +103,14 @@ describe('VERSION capabilities parsing', () => {
     assert.ok(c.present.has('x_vendor'));
   });
 
+  it('a "__proto__" key is kept as data, never as a prototype', () => {
+    const c = caps('{"__proto__":{"polluted":1}}');
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.deepEqual(Object.keys(c.extensions ?? {}), ['__proto__']);
+    assert.equal(Object.getPrototypeOf(c.extensions), Object.prototype);
+    assert.equal(encodeCapabilities({ extensions: c.extensions }), '{"capabilities":{"__proto__":{"polluted":1}}}');
+  });
+
   it('missing capabilities member → defaults; migration without pgsize defaults 4096', () => {
     assert.equal(parseCapabilities('{}').maxDataXferSize, 1048576);
     assert.deepEqual(caps('{"migration":{}}').migration, { pgsize: 4096 });
