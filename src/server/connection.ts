@@ -46,6 +46,8 @@ export class Connection {
   /** Capabilities the client sent in VERSION (null until negotiated). */
   peerCaps: VersionCapabilities | null = null;
   negotiatedMinor = 0;
+  /** Close the connection once the reply to the current command is out (a failed handshake). */
+  closeAfterReply = false;
   /** The client asked for interrupts by message (our extension). */
   irqMessages = false;
   private readonly queue: Message[] = [];
@@ -199,6 +201,13 @@ export class Connection {
     if (r instanceof Uint8Array) this.endpoint.reply(h, r);
     else if (r) this.endpoint.reply(h, r.payload, r.fds, r.ownFds);
     else this.endpoint.reply(h);
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (!this.closeAfterReply) return;
+    this.closeAfterReply = false;
+    void this.close();
   }
 
   private fail(h: MessageHeader, e: unknown): void {
@@ -206,6 +215,7 @@ export class Connection {
     const level = e instanceof ProtocolError ? 'debug' : 'warn';
     this.opts.logger[level](`${commandName(h.command)} (id ${h.msgId}) failed: ${(e as Error)?.message ?? e}`);
     this.endpoint.replyError(h, errno);
+    this.maybeClose();
   }
 
   close(): Promise<void> {

@@ -48,7 +48,7 @@ export function handleCommand(ctx: DeviceContext, conn: Connection, msg: Message
     if (conn.peerCaps === null) {
       if (h.command !== Command.VERSION) {
         // libvfio-user drops a client that does not start with VERSION; so do we.
-        void conn.close();
+        conn.closeAfterReply = true;
         throw einval('first message must be VERSION');
       }
       return negotiate(ctx, conn, msg);
@@ -149,13 +149,13 @@ function negotiate(ctx: DeviceContext, conn: Connection, msg: Message): HandlerR
   try {
     minor = negotiateMinor(req.major, req.minor);
   } catch (e) {
-    void conn.close();
+    conn.closeAfterReply = true;
     throw e;
   }
   const peer = req.capabilities;
   const page = native.pageSize();
   if (ctx.migration.supported && peer.migration && peer.present.has('migration') && peer.migration.pgsize % page !== 0) {
-    void conn.close();
+    conn.closeAfterReply = true;
     throw einval(`client migration page size ${peer.migration.pgsize} is not a multiple of ${page}`);
   }
   // Reply only what the client offered (plus what it needs to know: our
