@@ -116,7 +116,7 @@ export interface NativeBinding {
    * EFD_NONBLOCK = 1, EFD_SEMAPHORE = 2 (not the kernel's).
    */
   eventfd(initval: number, flags: number): number;
-  /** Reads the counter (1n per read in semaphore mode); -1n on EAGAIN. */
+  /** Reads the counter (1n per read in semaphore mode); -1n on EAGAIN. Blocks on a blocking eventfd at 0. */
   eventfdRead(fd: number): bigint;
   /** Adds value (0 .. 2^64-2); false on EAGAIN (would overflow, non-blocking). */
   eventfdWrite(fd: number, value: bigint | number): boolean;
