@@ -25,6 +25,11 @@ export interface DmaView {
 
 export type IovaLike = bigint | number;
 
+export interface DmaAccessOptions {
+  /** Use DMA_READ/DMA_WRITE messages even where the region is fd-backed. */
+  viaMessages?: boolean;
+}
+
 /** Where message-based DMA goes (the current client's endpoint), or null without a client. */
 export interface DmaChannel {
   endpoint: Endpoint;
@@ -135,24 +140,28 @@ export class DmaController {
     }
   }
 
-  /** Reads guest memory, through the mapping where there is one and DMA_READ messages elsewhere. */
-  async read(iova: IovaLike, length: number): Promise<Uint8Array> {
+  /**
+   * Reads guest memory, through the mapping where there is one and DMA_READ
+   * messages elsewhere (or everywhere with `viaMessages`, as libvfio-user's
+   * vfu_sgl_read without DIRECT_ACCESS does).
+   */
+  async read(iova: IovaLike, length: number, opts: DmaAccessOptions = {}): Promise<Uint8Array> {
     this.check(false);
     const out = new Uint8Array(length);
     for (const s of this.segments(iova, length, false)) {
       const dst = out.subarray(s.at, s.at + s.length);
-      if (s.region.mapped) s.region.copyOut(s.offset, dst);
+      if (s.region.mapped && !opts.viaMessages) s.region.copyOut(s.offset, dst);
       else await this.messageRead(s.region, s.offset, dst);
     }
     return out;
   }
 
   /** Writes guest memory (mapping or DMA_WRITE messages). Message writes are dirty-tracked by the client, as the spec says. */
-  async write(iova: IovaLike, data: Uint8Array): Promise<void> {
+  async write(iova: IovaLike, data: Uint8Array, opts: DmaAccessOptions = {}): Promise<void> {
     this.check(true);
     for (const s of this.segments(iova, data.length, true)) {
       const src = data.subarray(s.at, s.at + s.length);
-      if (s.region.mapped) {
+      if (s.region.mapped && !opts.viaMessages) {
         s.region.copyIn(s.offset, src);
         s.region.markDirty(s.offset, s.length);
       } else {
