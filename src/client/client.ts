@@ -1,0 +1,937 @@
+import { EventEmitter } from 'node:events';
+import { native } from '../native/binding.js';
+import { Command, commandName } from '../protocol/commands.js';
+import {
+  DeviceFeature,
+  DeviceFeatureFlags,
+  DmaMapFlags,
+  DmaUnmapFlags,
+  RegionInfoFlags,
+  SetIrqsFlags,
+} from '../protocol/constants.js';
+import {
+  decodeDeviceFeatureReply,
+  decodeDmaLoggingReport,
+  decodeMigDeviceState,
+  decodeMigrationData,
+  encodeDeviceFeatureRequest,
+  encodeDmaLoggingControl,
+  encodeDmaLoggingReportRequest,
+  encodeMigDeviceState,
+  featureFlags,
+  type DecodedDeviceFeature,
+  type DmaLoggingRange,
+} from '../protocol/device-feature.js';
+import { bitmapByteSize } from '../protocol/dirty-bitmap.js';
+import { decodeDeviceInfoReply, encodeDeviceInfoRequest, type DeviceInfo } from '../protocol/device-info.js';
+import { decodeDmaMapReply, decodeDmaUnmapReply, encodeDmaMapRequest, encodeDmaUnmapRequest, type DmaUnmapReply } from '../protocol/dma-map.js';
+import { decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaReadReply, encodeDmaWriteReply } from '../protocol/dma-rw.js';
+import { decodeEmptyPayload } from '../protocol/empty.js';
+import { Errno } from '../protocol/errno.js';
+import { ProtocolError, RemoteError } from '../protocol/errors.js';
+import { decodeIrqInfoReply, encodeIrqInfoRequest, type IrqInfo } from '../protocol/irq-info.js';
+import { decodeMigDataReadReply, decodeMigDataWriteReply, encodeMigDataReadRequest, encodeMigDataWriteRequest } from '../protocol/mig-data.js';
+import { decodeRegionReadReply, decodeRegionWriteReply, encodeRegionReadRequest, encodeRegionWriteRequest } from '../protocol/region-access.js';
+import { decodeRegionInfoReply, encodeRegionInfoRequest, isSparseMmapCap, isTypeCap, REGION_INFO_SIZE, type RegionInfo, type SparseMmapArea } from '../protocol/region-info.js';
+import {
+  decodeRegionIoFdsReply,
+  encodeRegionIoFdsRequest,
+  REGION_IO_FDS_HEADER_SIZE,
+  type IoFdLayout,
+  type RegionIoFdsReply,
+} from '../protocol/region-io-fds.js';
+import { decodeSetIrqsReply, encodeSetIrqsRequest, type SetIrqsRequest } from '../protocol/set-irqs.js';
+import {
+  decodeVersionWithCapabilities,
+  encodeVersionWithCapabilities,
+  VERSION_MAJOR,
+  VERSION_MINOR_MAX,
+  type CapabilitiesInput,
+  type VersionCapabilities,
+} from '../protocol/version.js';
+import { decodeWriteMultiReply, encodeWriteMultiRequest, WRITE_MULTI_MAX_DATA, type WriteMultiEntry } from '../protocol/write-multi.js';
+import { Endpoint } from '../transport/endpoint.js';
+import { SocketTransport } from '../transport/socket-transport.js';
+import { DEFAULT_TRANSPORT_LIMITS, type Message, type Transport } from '../transport/types.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { ClientError, ClientErrorCode } from './errors.js';
+import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
+import { irqIndexOf, IrqWatcher, type IrqEvent, type IrqTypeLike } from './irqs.js';
+
+export interface ClientOptions {
+  logger?: Logger;
+  /** Largest DMA_READ/WRITE count we accept from the server (advertised). Default 1 MiB. */
+  maxDataXferSize?: number;
+  /** Advertised max_msg_fds. Default 16 (QEMU's value). */
+  maxMsgFds?: number;
+  /** Advertised max_dma_maps. Default 65535. */
+  maxDmaMaps?: number;
+  /** Advertised migration.max_bitmap_size. Default 256 MiB. */
+  maxBitmapSize?: number;
+  /** Offer write_multiple (REGION_WRITE_MULTI), as QEMU does. Default true. */
+  writeMultiple?: boolean;
+  /** Offer a twin socket for server→client DMA. Default false. */
+  twinSocket?: boolean;
+  /** Extra capability members (extensions), sent verbatim. */
+  extensions?: Record<string, unknown>;
+  /** Minor version we speak. Default 2 (libvfio-user's). */
+  minor?: number;
+  /** Reply timeout for every request. Default 5000 ms. */
+  requestTimeoutMs?: number;
+  /** Reply timeout for DEVICE_RESET (may take long). Default 30000 ms. */
+  resetTimeoutMs?: number;
+}
+
+/** What the server told us in VERSION. */
+export interface NegotiatedVersion {
+  major: number;
+  minor: number;
+  json: string | undefined;
+}
+
+/** A region's info, with the fd when one came and was asked for. */
+export interface ClientRegionInfo extends RegionInfo {
+  /** Sparse mmap areas (from the SPARSE_MMAP cap), relative to `offset`. */
+  mmapAreas: SparseMmapArea[];
+  /** TYPE cap, if any. */
+  type?: { type: number; subtype: number };
+  /**
+   * The region fd the server attached (ownership passes to the caller) when
+   * `keepFd` was set; otherwise it was closed and this is null.
+   */
+  fd: number | null;
+}
+
+export interface RegionIoFdsResult extends RegionIoFdsReply {
+  /** The fds that came with the reply, referenced by entries' fdIndex. The caller owns (and must close) them. */
+  fds: number[];
+}
+
+export interface MappedArea {
+  /** Offset inside the region. */
+  offset: number;
+  size: number;
+  bytes: Uint8Array;
+}
+
+export interface MappedRegion {
+  index: number;
+  info: ClientRegionInfo;
+  areas: MappedArea[];
+  /** The area covering [offset, offset+length) of the region, if one does. */
+  areaAt(offset: number, length?: number): MappedArea | undefined;
+  unmap(): void;
+}
+
+export interface DmaMapArgs {
+  iova: bigint | number;
+  size: bigint | number;
+  /** Offset of the region in `fd` (0 without fd). */
+  offset?: bigint | number;
+  /** File backing the region; the client keeps ownership (it is sent, not closed). */
+  fd?: number;
+  read: boolean;
+  write: boolean;
+}
+
+export interface DirtyReport {
+  iova: bigint;
+  length: bigint;
+  pageSize: bigint;
+  bitmap: Uint8Array;
+}
+
+/** Counters of server→client traffic the client served. */
+export interface ServedStats {
+  dmaReads: number;
+  dmaWrites: number;
+  dmaBytesRead: number;
+  dmaBytesWritten: number;
+  /** Requests that arrived on the twin socket. */
+  twinRequests: number;
+  /** Requests refused with an error reply. */
+  errors: number;
+}
+
+/** Handler for a server→client command; the return value is the reply payload. */
+export type ServerCommandHandler = (msg: Message) => Uint8Array | void | Promise<Uint8Array | void>;
+
+export interface ClientEvents {
+  irq: [IrqEvent];
+  /** The connection is gone (server closed, or close()). */
+  close: [err?: Error];
+  /** Something went wrong outside any call (e.g. a server command handler threw). */
+  error: [Error];
+}
+
+const toBig = (v: bigint | number): bigint => (typeof v === 'bigint' ? v : BigInt(v));
+
+function badReply(command: number, e: unknown): ClientError {
+  return new ClientError(ClientErrorCode.BAD_REPLY, `bad ${commandName(command)} reply: ${(e as Error)?.message ?? e}`, { cause: e });
+}
+
+function invalid(msg: string): ClientError {
+  return new ClientError(ClientErrorCode.INVALID_ARG, msg);
+}
+
+/**
+ * A vfio-user client: connects to a device server, negotiates VERSION and
+ * offers every command as a typed method. It also plays the VM's part: guest
+ * memory the server can DMA into (served over messages when mapped without
+ * fd), interrupt eventfds, and mmapped device regions.
+ */
+export class VfioUserClient extends EventEmitter<ClientEvents> {
+  readonly endpoint: Endpoint;
+  /** The twin socket's endpoint when one was negotiated. */
+  twin: Endpoint | null = null;
+  /** Capabilities the server replied with. */
+  serverCaps!: VersionCapabilities;
+  version!: NegotiatedVersion;
+  readonly log: Logger;
+  readonly stats: ServedStats = { dmaReads: 0, dmaWrites: 0, dmaBytesRead: 0, dmaBytesWritten: 0, twinRequests: 0, errors: 0 };
+  private readonly opts: Required<Omit<ClientOptions, 'logger' | 'extensions'>> & { extensions: Record<string, unknown> | undefined };
+  private readonly memories = new Set<GuestMemory>();
+  private readonly regionMaps = new Set<MappedRegion>();
+  private readonly serverCommands = new Map<number, ServerCommandHandler>();
+  private readonly irqs: IrqWatcher;
+  private closing: Promise<void> | null = null;
+  private closedFlag = false;
+
+  private constructor(transport: Transport, opts: ClientOptions) {
+    super();
+    this.log = opts.logger ?? silentLogger;
+    this.opts = {
+      maxDataXferSize: opts.maxDataXferSize ?? 1048576,
+      maxMsgFds: opts.maxMsgFds ?? 16,
+      maxDmaMaps: opts.maxDmaMaps ?? 65535,
+      maxBitmapSize: opts.maxBitmapSize ?? 256 * 1048576,
+      twinSocket: opts.twinSocket ?? false,
+      writeMultiple: opts.writeMultiple ?? true,
+      minor: opts.minor ?? VERSION_MINOR_MAX,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      resetTimeoutMs: opts.resetTimeoutMs ?? 30000,
+      extensions: opts.extensions,
+    };
+    const x = this.opts.maxDataXferSize;
+    if (!Number.isSafeInteger(x) || x < 1 || x > 64 * 1048576) throw invalid('maxDataXferSize must be 1..64 MiB');
+    this.irqs = new IrqWatcher((e) => this.emit('irq', e));
+    this.endpoint = new Endpoint(transport, { requestTimeoutMs: this.opts.requestTimeoutMs });
+    this.endpoint.setHandlers({
+      onCommand: (m) => this.handleServerCommand(this.endpoint, m, false),
+      onStrayReply: (m) => this.log.warn(`unexpected reply id ${m.header.msgId} for ${commandName(m.header.command)}`),
+      onFramingError: (e) => {
+        this.log.warn(`server message of ${e.header.msgSize} bytes too large, skipped`);
+        this.endpoint.replyError(e.header, Errno.E2BIG);
+      },
+      onClose: (err) => this.onTransportClosed(err),
+    });
+  }
+
+  /** Transport limits fitting a max transfer size (a transfer plus headers). */
+  static transportLimits(maxDataXferSize = 1048576) {
+    return { maxMessageSize: Math.max(DEFAULT_TRANSPORT_LIMITS.maxMessageSize, maxDataXferSize + 4096) };
+  }
+
+  /** Connects to a server's UNIX socket and negotiates. */
+  static async connect(path: string, opts: ClientOptions = {}): Promise<VfioUserClient> {
+    const fd = native.connect(path);
+    let transport: SocketTransport;
+    try {
+      transport = new SocketTransport(fd, VfioUserClient.transportLimits(opts.maxDataXferSize));
+    } catch (e) {
+      native.close(fd);
+      throw e;
+    }
+    return VfioUserClient.over(transport, opts);
+  }
+
+  /** Negotiates over a transport (an in-memory pair in tests, or a socket you connected). */
+  static async over(transport: Transport, opts: ClientOptions = {}): Promise<VfioUserClient> {
+    const c = new VfioUserClient(transport, opts);
+    try {
+      await c.negotiate();
+    } catch (e) {
+      await c.close().catch(() => {});
+      throw e;
+    }
+    return c;
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Largest REGION_READ/WRITE or MIG_DATA transfer we send in one message. */
+  get xferChunk(): number {
+    const ours = this.endpoint.transport.limits.maxMessageSize - 64;
+    return Math.max(1, Math.min(this.serverCaps.maxDataXferSize, ours));
+  }
+
+  // ---- VERSION -----------------------------------------------------------------
+
+  private async negotiate(): Promise<void> {
+    const caps: CapabilitiesInput = {
+      maxMsgFds: this.opts.maxMsgFds,
+      maxDataXferSize: this.opts.maxDataXferSize,
+      pgsizes: 4096,
+      maxDmaMaps: this.opts.maxDmaMaps,
+      ...(this.opts.writeMultiple ? { writeMultiple: true } : {}),
+      migration: { pgsize: 4096, maxBitmapSize: this.opts.maxBitmapSize },
+    };
+    if (this.opts.twinSocket) caps.twinSocket = { supported: true };
+    if (this.opts.extensions) caps.extensions = this.opts.extensions;
+    const reply = await this.endpoint.request(Command.VERSION, encodeVersionWithCapabilities(VERSION_MAJOR, this.opts.minor, caps));
+    const fds = reply.fds;
+    let twinFd = -1;
+    try {
+      let v;
+      try {
+        v = decodeVersionWithCapabilities(reply.payload);
+      } catch (e) {
+        throw new ClientError(ClientErrorCode.NEGOTIATION, `bad VERSION reply: ${(e as Error).message}`, { cause: e });
+      }
+      if (v.major !== VERSION_MAJOR) throw new ClientError(ClientErrorCode.NEGOTIATION, `server speaks major ${v.major}, we speak ${VERSION_MAJOR}`);
+      if (v.minor > this.opts.minor) throw new ClientError(ClientErrorCode.NEGOTIATION, `server minor ${v.minor} > ours ${this.opts.minor}`);
+      const sc = v.capabilities;
+      if (sc.twinSocket?.supported) {
+        if (!this.opts.twinSocket) throw new ClientError(ClientErrorCode.NEGOTIATION, 'server enabled a twin socket we did not offer');
+        const i = sc.twinSocket.fdIndex;
+        if (i === undefined || i >= fds.length) throw new ClientError(ClientErrorCode.NEGOTIATION, 'twin_socket without a valid fd_index');
+        twinFd = fds[i]!;
+      }
+      this.serverCaps = sc;
+      this.version = { major: v.major, minor: v.minor, json: v.json };
+      this.log.debug(`negotiated ${v.major}.${v.minor}: ${v.json ?? '(no capabilities)'}`);
+    } finally {
+      this.endpoint.transport.releaseFds(fds.filter((f) => f !== twinFd));
+    }
+    if (twinFd >= 0) {
+      let t: SocketTransport;
+      try {
+        t = new SocketTransport(twinFd, VfioUserClient.transportLimits(this.opts.maxDataXferSize));
+      } catch (e) {
+        native.close(twinFd);
+        throw e;
+      }
+      const twin = new Endpoint(t, { requestTimeoutMs: this.opts.requestTimeoutMs });
+      twin.setHandlers({
+        onCommand: (m) => this.handleServerCommand(twin, m, true),
+        onStrayReply: (m) => this.log.warn(`unexpected reply id ${m.header.msgId} on the twin socket`),
+        onFramingError: (e) => twin.replyError(e.header, Errno.E2BIG),
+      });
+      this.twin = twin;
+      this.log.debug('twin socket in use for server→client DMA');
+    }
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------
+
+  private assertOpen(): void {
+    if (this.closedFlag || this.closing) throw new ClientError(ClientErrorCode.CLOSED, 'client is closed');
+  }
+
+  /** Sends a request; the reply's fds are closed unless keepFds. Error replies reject with RemoteError. */
+  async request(command: number, payload?: Uint8Array, opts: { fds?: readonly number[]; timeoutMs?: number; keepFds?: boolean } = {}): Promise<Message> {
+    this.assertOpen();
+    const reqOpts: { fds?: readonly number[]; timeoutMs?: number } = {};
+    if (opts.fds) reqOpts.fds = opts.fds;
+    if (opts.timeoutMs !== undefined) reqOpts.timeoutMs = opts.timeoutMs;
+    const m = await this.endpoint.request(command, payload, reqOpts);
+    if (!opts.keepFds && m.fds.length > 0) {
+      this.log.warn(`${commandName(command)} reply carried ${m.fds.length} unexpected fd(s); closed`);
+      this.endpoint.transport.releaseFds(m.fds);
+      m.fds = [];
+    }
+    return m;
+  }
+
+  private decode<T>(command: number, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      throw badReply(command, e);
+    }
+  }
+
+  // ---- device info, regions, IRQs ---------------------------------------------------
+
+  async getDeviceInfo(): Promise<DeviceInfo> {
+    const m = await this.request(Command.DEVICE_GET_INFO, encodeDeviceInfoRequest());
+    return this.decode(Command.DEVICE_GET_INFO, () => decodeDeviceInfoReply(m.payload));
+  }
+
+  /**
+   * DEVICE_GET_REGION_INFO with the argsz retry: first 32 bytes, then the
+   * argsz the server asked for (caps and the region fd come only then).
+   * With keepFd the fd is handed to the caller, else closed.
+   */
+  async getRegionInfo(index: number, opts: { keepFd?: boolean } = {}): Promise<ClientRegionInfo> {
+    let argsz = REGION_INFO_SIZE;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const m = await this.request(Command.DEVICE_GET_REGION_INFO, encodeRegionInfoRequest({ argsz, index }), { keepFds: true });
+      let keep = false;
+      try {
+        const info = this.decode(Command.DEVICE_GET_REGION_INFO, () => decodeRegionInfoReply(m.payload));
+        if (info.argsz > argsz && info.argsz > m.payload.length) {
+          if (info.argsz > 1048576) throw badReply(Command.DEVICE_GET_REGION_INFO, new Error(`argsz ${info.argsz} is absurd`));
+          argsz = info.argsz;
+          continue;
+        }
+        if (m.fds.length > 1) this.log.warn(`region ${index}: ${m.fds.length} fds, using the first`);
+        const fd = m.fds[0] ?? null;
+        keep = opts.keepFd === true && fd !== null;
+        const out: ClientRegionInfo = { ...info, mmapAreas: [], fd: keep ? fd : null };
+        for (const c of info.caps) {
+          if (isSparseMmapCap(c)) out.mmapAreas.push(...c.areas);
+          else if (isTypeCap(c)) out.type = { type: c.type, subtype: c.subtype };
+        }
+        return out;
+      } finally {
+        this.endpoint.transport.releaseFds(keep ? m.fds.slice(1) : m.fds);
+      }
+    }
+    throw badReply(Command.DEVICE_GET_REGION_INFO, new Error('argsz kept growing'));
+  }
+
+  /**
+   * DEVICE_GET_REGION_IO_FDS with the argsz retry. The returned fds belong
+   * to the caller. Layout 'spec' (40-byte entries, ours) or 'lvu' (48).
+   */
+  async getRegionIoFds(index: number, opts: { layout?: IoFdLayout } = {}): Promise<RegionIoFdsResult> {
+    let argsz = REGION_IO_FDS_HEADER_SIZE;
+    const layout = opts.layout ?? 'spec';
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const m = await this.request(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest({ argsz, index }), { keepFds: true });
+      let ok = false;
+      try {
+        const r = this.decode(Command.DEVICE_GET_REGION_IO_FDS, () => decodeRegionIoFdsReply(m.payload, { layout }));
+        if (r.count > 0 && r.entries.length === 0 && r.argsz > argsz) {
+          argsz = r.argsz;
+          continue;
+        }
+        ok = true;
+        return { ...r, fds: m.fds };
+      } finally {
+        if (!ok) this.endpoint.transport.releaseFds(m.fds);
+      }
+    }
+    throw badReply(Command.DEVICE_GET_REGION_IO_FDS, new Error('argsz kept growing'));
+  }
+
+  async getIrqInfo(index: IrqTypeLike): Promise<IrqInfo> {
+    const m = await this.request(Command.DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest({ index: irqIndexOf(index) }));
+    return this.decode(Command.DEVICE_GET_IRQ_INFO, () => decodeIrqInfoReply(m.payload));
+  }
+
+  /** Raw DEVICE_SET_IRQS; `fds` (eventfds) are sent, not closed. */
+  async setIrqs(req: SetIrqsRequest, fds?: readonly number[]): Promise<void> {
+    const m = await this.request(Command.DEVICE_SET_IRQS, encodeSetIrqsRequest(req), fds && fds.length > 0 ? { fds } : {});
+    this.decode(Command.DEVICE_SET_IRQS, () => decodeSetIrqsReply(m.payload));
+  }
+
+  /**
+   * Creates `count` non-blocking eventfds, hands them to the server for
+   * vectors start..start+count-1 (SET_IRQS EVENTFD|TRIGGER, in batches of the
+   * server's max_msg_fds) and watches them: signals show up as 'irq' events
+   * and through waitForIrq(). The client owns and closes them.
+   */
+  async enableIrqEventfds(type: IrqTypeLike, start = 0, count = 1): Promise<number[]> {
+    this.assertOpen();
+    const index = irqIndexOf(type);
+    if (!Number.isInteger(start) || start < 0 || !Number.isInteger(count) || count < 1) throw invalid('bad start/count');
+    const fds = this.irqs.create(count);
+    const batch = Math.max(1, this.serverCaps.maxMsgFds);
+    let sent = 0;
+    try {
+      for (; sent < count; sent += batch) {
+        const part = fds.slice(sent, sent + batch);
+        await this.setIrqs({ flags: SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, index, start: start + sent, count: part.length }, part);
+        this.irqs.watch(index, start + sent, part);
+      }
+    } catch (e) {
+      for (const fd of fds.slice(sent)) native.close(fd);
+      throw e;
+    }
+    return fds;
+  }
+
+  /** SET_IRQS NONE|TRIGGER count 0: the server drops every eventfd of the type; ours are closed. */
+  async disableIrqs(type: IrqTypeLike): Promise<void> {
+    const index = irqIndexOf(type);
+    try {
+      await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, index, start: 0, count: 0 });
+    } finally {
+      this.irqs.unwatchIndex(index);
+    }
+  }
+
+  async maskIrq(type: IrqTypeLike, vector = 0, count = 1): Promise<void> {
+    await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_MASK, index: irqIndexOf(type), start: vector, count });
+  }
+
+  async unmaskIrq(type: IrqTypeLike, vector = 0, count = 1): Promise<void> {
+    await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_UNMASK, index: irqIndexOf(type), start: vector, count });
+  }
+
+  /** Loopback: asks the server to fire the vectors itself (SET_IRQS NONE|TRIGGER count > 0). */
+  async triggerIrq(type: IrqTypeLike, vector = 0, count = 1): Promise<void> {
+    await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, index: irqIndexOf(type), start: vector, count });
+  }
+
+  /**
+   * Resolves with how many times the vector fired since last taken (at once
+   * if it already did, else at the next signal). Rejects with code
+   * ERR_VFIO_USER_IRQ_TIMEOUT after timeoutMs (default 5000; 0 = forever).
+   */
+  waitForIrq(type: IrqTypeLike, vector = 0, opts: { timeoutMs?: number } = {}): Promise<number> {
+    return this.irqs.waitFor(irqIndexOf(type), vector, opts.timeoutMs ?? 5000);
+  }
+
+  /** Signals seen but not yet taken by waitForIrq. */
+  pendingIrqs(type: IrqTypeLike, vector = 0): number {
+    return this.irqs.pending(irqIndexOf(type), vector);
+  }
+
+  /**
+   * Records an interrupt delivered by other means than an eventfd (hook for
+   * the message-delivered interrupt extension): emits 'irq' and wakes waiters.
+   */
+  notifyIrq(type: IrqTypeLike, vector = 0, count = 1, via = 'message'): void {
+    this.irqs.signal(irqIndexOf(type), vector, count, via);
+  }
+
+  // ---- region access --------------------------------------------------------------------
+
+  /** REGION_READ, split into messages of at most the server's max_data_xfer_size. */
+  async regionRead(index: number, offset: bigint | number, count: number): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(count) || count < 0) throw invalid(`bad count ${count}`);
+    const base = toBig(offset);
+    const out = new Uint8Array(count);
+    const chunk = this.xferChunk;
+    for (let done = 0; done < count || (count === 0 && done === 0); ) {
+      const n = Math.min(chunk, count - done);
+      const m = await this.request(Command.REGION_READ, encodeRegionReadRequest({ offset: base + BigInt(done), region: index, count: n }));
+      if (n === 0) break;
+      const r = this.decode(Command.REGION_READ, () => decodeRegionReadReply(m.payload));
+      if (r.count !== n || r.data.length !== n) throw badReply(Command.REGION_READ, new Error(`asked ${n} bytes, got ${r.data.length}`));
+      out.set(r.data, done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** REGION_WRITE, split like regionRead. Resolves once the server answered every piece. */
+  async regionWrite(index: number, offset: bigint | number, data: Uint8Array): Promise<void> {
+    const base = toBig(offset);
+    const chunk = this.xferChunk;
+    for (let done = 0; done < data.length || (data.length === 0 && done === 0); ) {
+      const n = Math.min(chunk, data.length - done);
+      const m = await this.request(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) }));
+      if (n === 0) break;
+      const r = this.decode(Command.REGION_WRITE, () => decodeRegionWriteReply(m.payload));
+      if (r.count !== n) throw badReply(Command.REGION_WRITE, new Error(`wrote ${r.count} of ${n} bytes`));
+      done += n;
+    }
+  }
+
+  /**
+   * Posted REGION_WRITE (NO_REPLY), like QEMU's BAR writes. Nothing comes
+   * back on success; a server may still send an error reply, which is
+   * logged as stray. Returns false under send back-pressure.
+   */
+  regionWritePosted(index: number, offset: bigint | number, data: Uint8Array): boolean {
+    this.assertOpen();
+    const base = toBig(offset);
+    const chunk = this.xferChunk;
+    let ok = true;
+    for (let done = 0; done < data.length; done += chunk) {
+      const n = Math.min(chunk, data.length - done);
+      ok = this.endpoint.post(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) })) && ok;
+    }
+    return ok;
+  }
+
+  /**
+   * REGION_WRITE_MULTI: up to 8 bytes per entry. Needs the server's
+   * write_multiple (else ERR_VFIO_USER_UNSUPPORTED, unless force). With
+   * noReply it is posted and resolves with null; else with wr_cnt.
+   */
+  async regionWriteMulti(
+    entries: { region: number; offset: bigint | number; data: Uint8Array }[],
+    opts: { noReply?: boolean; force?: boolean } = {},
+  ): Promise<bigint | null> {
+    this.assertOpen();
+    if (!this.serverCaps.writeMultiple && !opts.force) throw new ClientError(ClientErrorCode.UNSUPPORTED, 'server did not advertise write_multiple');
+    const wire: WriteMultiEntry[] = entries.map((e, i) => {
+      if (e.data.length > WRITE_MULTI_MAX_DATA) throw invalid(`entry ${i}: ${e.data.length} bytes > ${WRITE_MULTI_MAX_DATA}`);
+      const data = new Uint8Array(WRITE_MULTI_MAX_DATA);
+      data.set(e.data);
+      return { region: e.region, offset: toBig(e.offset), count: e.data.length, data: data.subarray(0, e.data.length) };
+    });
+    const payload = encodeWriteMultiRequest({ entries: wire });
+    if (opts.noReply) {
+      this.endpoint.post(Command.REGION_WRITE_MULTI, payload);
+      return null;
+    }
+    const m = await this.request(Command.REGION_WRITE_MULTI, payload);
+    return this.decode(Command.REGION_WRITE_MULTI, () => decodeWriteMultiReply(m.payload)).wrCnt;
+  }
+
+  /**
+   * mmaps every sparse area of a mappable region (MMAP flag and an fd).
+   * Areas are shared with the device: what one side writes the other sees.
+   */
+  async mapRegion(index: number): Promise<MappedRegion> {
+    const info = await this.getRegionInfo(index, { keepFd: true });
+    const fd = info.fd;
+    try {
+      if (!(info.flags & RegionInfoFlags.MMAP) || fd === null) {
+        throw new ClientError(ClientErrorCode.NOT_MAPPABLE, `region ${index} is not mappable (flags 0x${info.flags.toString(16)}${fd === null ? ', no fd' : ''})`);
+      }
+      const areas = info.mmapAreas.length > 0 ? info.mmapAreas : [{ offset: 0n, size: info.size }];
+      const prot = native.PROT_READ | (info.flags & RegionInfoFlags.WRITE ? native.PROT_WRITE : 0);
+      const buffers: ArrayBuffer[] = [];
+      const mapped: MappedArea[] = [];
+      try {
+        for (const a of areas) {
+          if (a.size === 0n) continue;
+          if (a.size > 0xffffffffn) throw invalid(`region ${index}: area of ${a.size} bytes too large to map at once`);
+          const ab = native.mmap(fd, info.offset + a.offset, Number(a.size), prot);
+          buffers.push(ab);
+          mapped.push({ offset: Number(a.offset), size: Number(a.size), bytes: new Uint8Array(ab) });
+        }
+      } catch (e) {
+        for (const ab of buffers) native.munmap(ab);
+        throw e;
+      }
+      info.fd = null;
+      const region: MappedRegion = {
+        index,
+        info,
+        areas: mapped,
+        areaAt: (offset, length = 1) => mapped.find((a) => offset >= a.offset && offset + length <= a.offset + a.size),
+        unmap: () => {
+          for (const ab of buffers) native.munmap(ab);
+          this.regionMaps.delete(region);
+        },
+      };
+      this.regionMaps.add(region);
+      return region;
+    } finally {
+      if (fd !== null) native.close(fd);
+    }
+  }
+
+  // ---- DMA --------------------------------------------------------------------------------
+
+  /** Raw DMA_MAP. `fd` is sent, not closed (the server gets its own copy). */
+  async dmaMap(a: DmaMapArgs): Promise<void> {
+    const flags = (a.read ? DmaMapFlags.READ : 0) | (a.write ? DmaMapFlags.WRITE : 0);
+    const payload = encodeDmaMapRequest({ flags, offset: toBig(a.offset ?? 0), address: toBig(a.iova), size: toBig(a.size) });
+    const m = await this.request(Command.DMA_MAP, payload, a.fd !== undefined && a.fd >= 0 ? { fds: [a.fd] } : {});
+    this.decode(Command.DMA_MAP, () => decodeDmaMapReply(m.payload));
+  }
+
+  /** DMA_UNMAP of exactly one earlier map. Guest memory at that range stops being served. */
+  async dmaUnmap(iova: bigint | number, size: bigint | number): Promise<DmaUnmapReply> {
+    const address = toBig(iova);
+    const sz = toBig(size);
+    const m = await this.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ flags: 0, address, size: sz }));
+    for (const mem of this.memories) if (mem.iova === address && BigInt(mem.size) === sz) mem.mapped = false;
+    return this.decode(Command.DMA_UNMAP, () => decodeDmaUnmapReply(m.payload));
+  }
+
+  /** DMA_UNMAP with FLAG_ALL (address and size 0). */
+  async dmaUnmapAll(): Promise<DmaUnmapReply> {
+    const m = await this.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ flags: DmaUnmapFlags.ALL, address: 0n, size: 0n }));
+    for (const mem of this.memories) mem.mapped = false;
+    return this.decode(Command.DMA_UNMAP, () => decodeDmaUnmapReply(m.payload));
+  }
+
+  /**
+   * Creates guest memory (memfd + mmap, owned by the client) and DMA_MAPs
+   * it, with its fd when useFd (the server then reaches it directly) or
+   * without (the server goes through DMA_READ/DMA_WRITE, served here from
+   * the same memory). memory.unmap() undoes both; close() frees it.
+   */
+  async createGuestMemory(opts: GuestMemoryOptions): Promise<GuestMemory> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % 4096 !== 0) throw invalid(`guest memory size ${opts.size} must be a positive multiple of 4096`);
+    if (opts.size > 0x100000000) throw invalid('guest memory larger than 4 GiB');
+    const iova = toBig(opts.iova);
+    for (const m of this.memories) {
+      if (iova < m.iova + BigInt(m.size) && m.iova < iova + BigInt(opts.size)) throw invalid(`guest memory at 0x${iova.toString(16)} overlaps 0x${m.iova.toString(16)}`);
+    }
+    const mem = new GuestMemory(opts);
+    try {
+      await this.dmaMap({ iova, size: opts.size, read: true, write: !mem.readOnly, ...(opts.useFd ? { fd: mem.fd, offset: 0 } : {}) });
+    } catch (e) {
+      mem.free();
+      throw e;
+    }
+    mem.mapped = true;
+    this.memories.add(mem);
+    mem.unmapHook = async (m) => {
+      try {
+        if (m.mapped && !this.closedFlag && !this.closing) await this.dmaUnmap(m.iova, m.size);
+      } finally {
+        this.memories.delete(m);
+      }
+    };
+    return mem;
+  }
+
+  /** Guest memories currently known to the client. */
+  guestMemories(): GuestMemory[] {
+    return [...this.memories];
+  }
+
+  /**
+   * Registers a handler for a server→client command other than
+   * DMA_READ/DMA_WRITE (extensions, e.g. message-delivered interrupts).
+   * The handler's result is the reply payload; a throw becomes an error
+   * reply (its errno, or EINVAL). Without a handler: ENOSYS.
+   */
+  onServerCommand(command: number, handler: ServerCommandHandler | null): void {
+    if (handler) this.serverCommands.set(command, handler);
+    else this.serverCommands.delete(command);
+  }
+
+  private handleServerCommand(ep: Endpoint, msg: Message, onTwin: boolean): void {
+    const h = msg.header;
+    if (onTwin) this.stats.twinRequests++;
+    const fail = (errno: number, why: string) => {
+      this.stats.errors++;
+      this.log.debug(`${commandName(h.command)} id ${h.msgId} from server refused: ${why}`);
+      ep.replyError(h, errno);
+    };
+    if (h.command === Command.DMA_READ || h.command === Command.DMA_WRITE) {
+      if (msg.fds.length > 0) {
+        ep.transport.releaseFds(msg.fds);
+        fail(Errno.EINVAL, 'DMA request carries fds');
+        return;
+      }
+      try {
+        const reply = h.command === Command.DMA_READ ? this.serveDmaRead(msg.payload) : this.serveDmaWrite(msg.payload);
+        ep.reply(h, reply);
+      } catch (e) {
+        fail(e instanceof ProtocolError ? e.errno : Errno.EINVAL, (e as Error).message);
+      }
+      return;
+    }
+    const handler = this.serverCommands.get(h.command);
+    if (!handler) {
+      ep.transport.releaseFds(msg.fds);
+      fail(Errno.ENOSYS, 'unknown command');
+      return;
+    }
+    const done = (payload: Uint8Array | void) => {
+      if (!ep.closed) ep.reply(h, payload ?? undefined);
+    };
+    const failed = (e: unknown) => {
+      const errno = (e as { errno?: unknown })?.errno;
+      fail(typeof errno === 'number' && errno > 0 && errno < 4096 ? errno : Errno.EINVAL, String((e as Error)?.message ?? e));
+    };
+    try {
+      const r = handler(msg);
+      if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<Uint8Array | void>).then(done, failed);
+      else done(r as Uint8Array | void);
+    } catch (e) {
+      failed(e);
+    }
+  }
+
+  /** Copies between guest memory and `buf` for [address, address+len), crossing adjacent memories. */
+  private guestAccess(address: bigint, len: number, write: boolean, buf: Uint8Array): void {
+    // Validate the whole range first: a refused access changes nothing.
+    const parts: { mem: GuestMemory; off: number; at: number; n: number }[] = [];
+    let cur = address;
+    let at = 0;
+    while (at < len) {
+      let found: GuestMemory | undefined;
+      for (const m of this.memories) if (m.mapped && m.contains(cur, 1n)) found = m;
+      if (!found) throw new ProtocolError(Errno.ENOENT, `IOVA 0x${cur.toString(16)} is not mapped`);
+      if (write && found.readOnly) throw new ProtocolError(Errno.EPERM, `IOVA 0x${cur.toString(16)} is mapped read-only`);
+      const off = Number(cur - found.iova);
+      const n = Math.min(len - at, found.size - off);
+      parts.push({ mem: found, off, at, n });
+      at += n;
+      cur += BigInt(n);
+    }
+    if (len === 0) {
+      let ok = false;
+      for (const m of this.memories) if (m.mapped && m.contains(address, 0n)) ok = true;
+      if (!ok) throw new ProtocolError(Errno.ENOENT, `IOVA 0x${address.toString(16)} is not mapped`);
+    }
+    for (const p of parts) {
+      if (write) {
+        p.mem.bytes.set(buf.subarray(p.at, p.at + p.n), p.off);
+        p.mem.markClientDirty(p.off, p.n);
+      } else {
+        buf.set(p.mem.bytes.subarray(p.off, p.off + p.n), p.at);
+      }
+    }
+  }
+
+  private serveDmaRead(payload: Uint8Array): Uint8Array {
+    const req = decodeDmaReadRequest(payload, { maxCount: this.opts.maxDataXferSize });
+    const n = Number(req.count);
+    const data = new Uint8Array(n);
+    this.guestAccess(req.address, n, false, data);
+    this.stats.dmaReads++;
+    this.stats.dmaBytesRead += n;
+    return encodeDmaReadReply({ address: req.address, count: req.count, data });
+  }
+
+  private serveDmaWrite(payload: Uint8Array): Uint8Array {
+    const req = decodeDmaWriteRequest(payload, { maxCount: this.opts.maxDataXferSize });
+    this.guestAccess(req.address, req.data.length, true, req.data);
+    this.stats.dmaWrites++;
+    this.stats.dmaBytesWritten += req.data.length;
+    return encodeDmaWriteReply({ address: req.address, count: req.count });
+  }
+
+  // ---- reset, features, migration -----------------------------------------------------------
+
+  async reset(): Promise<void> {
+    const m = await this.request(Command.DEVICE_RESET, undefined, { timeoutMs: this.opts.resetTimeoutMs });
+    this.decode(Command.DEVICE_RESET, () => decodeEmptyPayload(m.payload, 'DEVICE_RESET reply'));
+  }
+
+  /**
+   * Raw DEVICE_FEATURE: `flags` (feature index | GET/SET/PROBE) and data.
+   * argsz defaults to 8 + data (enough for SET/PROBE echoes); pass the
+   * expected reply size for a GET.
+   */
+  async deviceFeature(flags: number, data: Uint8Array = new Uint8Array(0), argsz?: number): Promise<DecodedDeviceFeature> {
+    const payload = encodeDeviceFeatureRequest({ flags, data, ...(argsz !== undefined ? { argsz } : {}) });
+    const m = await this.request(Command.DEVICE_FEATURE, payload);
+    return this.decode(Command.DEVICE_FEATURE, () => decodeDeviceFeatureReply(m.payload));
+  }
+
+  /** PROBE of a feature: true when supported, false on EINVAL/ENOTTY/ENOTSUP. */
+  async probeFeature(feature: number, ops: number = DeviceFeatureFlags.GET): Promise<boolean> {
+    try {
+      await this.deviceFeature(featureFlags(feature, ops | DeviceFeatureFlags.PROBE));
+      return true;
+    } catch (e) {
+      if (e instanceof RemoteError && (e.errno === Errno.EINVAL || e.errno === Errno.ENOTTY || e.errno === Errno.ENOTSUP)) return false;
+      throw e;
+    }
+  }
+
+  /** GET MIGRATION: VFIO_MIGRATION_* flags (STOP_COPY 1, P2P 2, PRE_COPY 4). */
+  async getMigrationFlags(): Promise<bigint> {
+    const r = await this.deviceFeature(featureFlags(DeviceFeature.MIGRATION, DeviceFeatureFlags.GET), new Uint8Array(8), 16);
+    return this.decode(Command.DEVICE_FEATURE, () => decodeMigrationData(r.data));
+  }
+
+  /** GET MIG_DEVICE_STATE (DeviceState value). */
+  async getDeviceState(): Promise<number> {
+    const r = await this.deviceFeature(featureFlags(DeviceFeature.MIG_DEVICE_STATE, DeviceFeatureFlags.GET), new Uint8Array(8), 16);
+    return this.decode(Command.DEVICE_FEATURE, () => decodeMigDeviceState(r.data)).deviceState;
+  }
+
+  /** SET MIG_DEVICE_STATE; resolves once the (possibly multi-hop) transition is done. */
+  async setDeviceState(state: number): Promise<void> {
+    const data = encodeMigDeviceState({ deviceState: state, dataFd: -1 });
+    const r = await this.deviceFeature(featureFlags(DeviceFeature.MIG_DEVICE_STATE, DeviceFeatureFlags.SET), data);
+    const s = this.decode(Command.DEVICE_FEATURE, () => decodeMigDeviceState(r.data));
+    if (s.deviceState !== state) throw badReply(Command.DEVICE_FEATURE, new Error(`state echo ${s.deviceState} ≠ ${state}`));
+  }
+
+  /** SET DMA_LOGGING_START (no ranges = everything). */
+  async startDirtyLogging(pageSize: number | bigint = 4096, ranges: DmaLoggingRange[] = []): Promise<void> {
+    await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_START, DeviceFeatureFlags.SET), encodeDmaLoggingControl({ pageSize: toBig(pageSize), ranges }));
+  }
+
+  async stopDirtyLogging(): Promise<void> {
+    await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_STOP, DeviceFeatureFlags.SET));
+  }
+
+  /**
+   * GET DMA_LOGGING_REPORT (read-and-clear) of the server's dirty pages in
+   * [iova, iova+length). Pages written by DMA messages are not in it: take
+   * those from memory.takeClientDirty().
+   */
+  async dirtyReport(iova: bigint | number, length: bigint | number, pageSize: bigint | number = 4096): Promise<DirtyReport> {
+    const req = { iova: toBig(iova), length: toBig(length), pageSize: toBig(pageSize) };
+    let bytes: number;
+    try {
+      bytes = bitmapByteSize(req.length, req.pageSize);
+    } catch (e) {
+      throw invalid((e as Error).message);
+    }
+    const r = await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_REPORT, DeviceFeatureFlags.GET), encodeDmaLoggingReportRequest(req), 8 + 24 + bytes);
+    return this.decode(Command.DEVICE_FEATURE, () => decodeDmaLoggingReport(r.data));
+  }
+
+  /**
+   * The dirty pages of a guest memory: the server's report (fd-mapped
+   * memory) OR the pages the client wrote for the server's DMA messages.
+   * Both are read-and-clear.
+   */
+  async collectDirty(mem: GuestMemory, pageSize = 4096): Promise<Uint8Array> {
+    const bm = mem.takeClientDirty(pageSize);
+    if (mem.useFd && mem.mapped) {
+      const r = await this.dirtyReport(mem.iova, mem.size, pageSize);
+      for (let i = 0; i < bm.length; i++) bm[i]! |= r.bitmap[i]!;
+    }
+    return bm;
+  }
+
+  /** MIG_DATA_READ of up to `size` bytes (one message, ≤ server max). size 0 in the result = no more data. */
+  async migDataRead(size: number): Promise<{ data: Uint8Array; size: number }> {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.xferChunk) throw invalid(`MIG_DATA_READ size ${size} outside 0..${this.xferChunk}`);
+    const m = await this.request(Command.MIG_DATA_READ, encodeMigDataReadRequest({ size }));
+    const r = this.decode(Command.MIG_DATA_READ, () => decodeMigDataReadReply(m.payload));
+    if (r.size > size) throw badReply(Command.MIG_DATA_READ, new Error(`returned ${r.size} > ${size} bytes`));
+    return { data: r.data, size: r.size };
+  }
+
+  /** MIG_DATA_WRITE, split into messages of at most the server's max_data_xfer_size. */
+  async migDataWrite(data: Uint8Array): Promise<void> {
+    const chunk = this.xferChunk - 8;
+    for (let done = 0; done < data.length; done += chunk) {
+      const m = await this.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequest(data.subarray(done, Math.min(done + chunk, data.length))));
+      this.decode(Command.MIG_DATA_WRITE, () => decodeMigDataWriteReply(m.payload));
+    }
+  }
+
+  // ---- teardown ----------------------------------------------------------------------------
+
+  private onTransportClosed(err?: Error): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    // The server is gone: its eventfd copies are useless, waiters fail now.
+    // Guest memory and region mappings stay readable until close().
+    this.irqs.close();
+    if (this.twin && !this.twin.closed) void this.twin.close();
+    this.emit('close', err);
+  }
+
+  /** Frees everything this process holds for the session (eventfds, guest memory, region maps). */
+  private releaseLocal(): void {
+    this.irqs.close();
+    for (const r of [...this.regionMaps]) r.unmap();
+    for (const m of this.memories) m.free();
+    this.memories.clear();
+  }
+
+  /**
+   * Graceful close: stops our eventfds, then closes the socket(s) with
+   * shutdown + drain + close (the server sees a clean EOF), then frees guest
+   * memory and region mappings.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      const twin = this.twin;
+      if (twin) await twin.close().catch(() => {});
+      await this.endpoint.close().catch(() => {});
+      this.onTransportClosed();
+      this.releaseLocal();
+    })();
+    return this.closing;
+  }
+}

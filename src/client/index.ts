@@ -1,0 +1,20 @@
+// The vfio-user client library: connect to a device server, negotiate, and
+// drive it like a VMM would (regions, interrupts, guest memory, migration).
+export {
+  VfioUserClient,
+  type ClientOptions,
+  type ClientEvents,
+  type ClientRegionInfo,
+  type DirtyReport,
+  type DmaMapArgs,
+  type MappedArea,
+  type MappedRegion,
+  type NegotiatedVersion,
+  type RegionIoFdsResult,
+  type ServedStats,
+  type ServerCommandHandler,
+} from './client.js';
+export { GuestMemory, CLIENT_DIRTY_PAGE_SIZE, type GuestMemoryOptions } from './guest-memory.js';
+export { ClientError, ClientErrorCode, type ClientErrorCodeValue } from './errors.js';
+export { irqIndexOf, irqTypeName, type IrqEvent, type IrqTypeLike, type IrqTypeName } from './irqs.js';
+export { regionName, describeRegionFlags } from './names.js';
