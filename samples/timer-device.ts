@@ -22,6 +22,7 @@ import { Errno } from '../src/protocol/errno.js';
 import { ProtocolError } from '../src/protocol/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { silentLogger } from '../src/util/logger.js';
+import { crc32 } from '../src/util/crc32.js';
 
 export const BAR1_SIZE = 0x4000;
 export const BAR0_SIZE = 8;
@@ -43,15 +44,7 @@ export interface TimerDevice {
   cancelTimer(): void;
 }
 
-/** CRC-32 (IEEE), for the DMA read-back check. */
-export function crc32(buf: Uint8Array): number {
-  let c = ~0;
-  for (let i = 0; i < buf.length; i++) {
-    c ^= buf[i]!;
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
-  }
-  return ~c >>> 0;
-}
+export { crc32 };
 
 export function createTimerDevice(opts: TimerDeviceOptions = {}): TimerDevice {
   const log = opts.logger ?? silentLogger;
