@@ -160,8 +160,6 @@ export interface ClientEvents {
   irq: [IrqEvent];
   /** The connection is gone (server closed, or close()). */
   close: [err?: Error];
-  /** Something went wrong outside any call (e.g. a server command handler threw). */
-  error: [Error];
 }
 
 const toBig = (v: bigint | number): bigint => (typeof v === 'bigint' ? v : BigInt(v));

@@ -128,3 +128,27 @@ for (const kind of TRANSPORTS) {
     }
   });
 }
+
+for (const kind of TRANSPORTS) {
+  test(`${kind}: the server going away fails waiters and keeps guest memory readable until close()`, async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    const before = countOpenFds();
+    const rig = await startRig(kind, { client: { twinSocket: true } });
+    const { client, ctx } = rig;
+    const mem = await client.createGuestMemory({ iova: IOVA, size: 0x1000, useFd: true });
+    mem.bytes[5] = 42;
+    await client.enableIrqEventfds('intx');
+    const waiting = client.waitForIrq('intx', 0, { timeoutMs: 0 });
+    const closed = new Promise((r) => client.once('close', r));
+    await ctx.close();
+    await closed;
+    assert.equal(client.closed, true);
+    await assert.rejects(waiting, (e: unknown) => e instanceof ClientError && e.code === ClientErrorCode.CLOSED);
+    await assert.rejects(client.getDeviceInfo(), (e: unknown) => e instanceof ClientError && e.code === ClientErrorCode.CLOSED);
+    assert.equal(mem.bytes[5], 42);
+    await client.close();
+    assert.equal(mem.bytes.length, 0);
+    for (let i = 0; i < 50 && countOpenFds() !== before; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(countOpenFds(), before);
+  });
+}
