@@ -23,3 +23,4 @@ export * from './dirty-bitmap.js';
 export * from './mig-data.js';
 export * from './empty.js';
 export { DEFAULT_MAX_DATA_XFER_SIZE } from './wire.js';
+export * from './extensions.js';

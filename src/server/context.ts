@@ -7,6 +7,7 @@ import { PCI_CAP_ID_MSIX } from '../pci/constants.js';
 import type { BarDescription, MsixCapabilityDescription, PciDeviceDescription } from '../pci/types.js';
 import { IrqIndex, NUM_REGIONS, RegionIndex } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
+import { CMD_X_VM_INTERRUPT, encodeVmInterrupt } from '../protocol/extensions.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import type { Transport } from '../transport/types.js';
@@ -105,6 +106,12 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       { ...description.irqs, msix: description.irqs?.msix ?? msixCap?.tableSize ?? 0 },
       {
         allowed: (index) => this.irqAllowed(index),
+        message: (index, vector) => {
+          const c = this.conn;
+          if (!c || c.closed || !c.irqMessages) return false;
+          c.endpoint.post(CMD_X_VM_INTERRUPT, encodeVmInterrupt({ index, vector }));
+          return true;
+        },
       },
       this.log,
     );

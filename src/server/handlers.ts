@@ -6,6 +6,7 @@ import { decodeDeviceInfoRequest, encodeDeviceInfoReply } from '../protocol/devi
 import { decodeDmaMapRequest, decodeDmaUnmapRequest, encodeDmaUnmapReply } from '../protocol/dma-map.js';
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError } from '../protocol/errors.js';
+import { CAP_X_IRQ_MESSAGES } from '../protocol/extensions.js';
 import { FLAGS_KNOWN, isCommand } from '../protocol/header.js';
 import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/irq-info.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/mig-data.js';
@@ -20,8 +21,6 @@ import type { Connection, HandlerResult } from './connection.js';
 import type { DeviceContext } from './context.js';
 import type { DmaRegion } from './dma-table.js';
 
-/** Our extension: the client may ask for interrupts as messages (see irq-message.ts). */
-export const IRQ_MESSAGE_CAPABILITY = 'vfio_user_ts_irq_msg';
 
 const einval = (msg: string): ProtocolError => new ProtocolError(Errno.EINVAL, msg);
 const isPromise = (v: unknown): v is Promise<unknown> => typeof (v as { then?: unknown } | null)?.then === 'function';
@@ -177,9 +176,9 @@ function negotiate(ctx: DeviceContext, conn: Connection, msg: Message): HandlerR
     conn.setTwin(ours);
     caps.twinSocket = { supported: true, fdIndex: 0 };
   }
-  if (peer.extensions?.[IRQ_MESSAGE_CAPABILITY] === true) {
+  if (peer.extensions?.[CAP_X_IRQ_MESSAGES] === true) {
     conn.irqMessages = true;
-    caps.extensions = { [IRQ_MESSAGE_CAPABILITY]: true };
+    caps.extensions = { [CAP_X_IRQ_MESSAGES]: true };
   }
   conn.peerCaps = peer;
   conn.negotiatedMinor = minor;

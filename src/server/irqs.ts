@@ -42,8 +42,8 @@ export interface IrqHooks {
   allowed(index: number, vector: number): boolean;
   /** Called after every mask change, so the device can react (libvfio-user's irq-state callback). */
   onMaskChange?(index: number, start: number, count: number, masked: boolean): void;
-  /** Signal for a vector that has no eventfd (message-delivery extension). Return true if sent. */
-  deliverWithoutFd?(index: number, vector: number): boolean;
+  /** Also deliver by message (our extension, for clients that asked for it). Return true if sent. */
+  message?(index: number, vector: number): boolean;
 }
 
 /**
@@ -217,12 +217,13 @@ export class IrqTable {
     const s = this.idx[index]!;
     if (!this.hooks.allowed(index, vector)) return 'suppressed';
     const fd = s.fds[vector]!;
-    if (fd < 0) return this.hooks.deliverWithoutFd?.(index, vector) ? 'delivered' : 'no-fd';
+    const byMessage = this.hooks.message?.(index, vector) ?? false;
+    if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
     try {
       native.eventfdWrite(fd, 1);
     } catch (e) {
       this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}]: eventfd write failed: ${(e as Error).message}`);
-      return 'no-fd';
+      return byMessage ? 'delivered' : 'no-fd';
     }
     // QEMU masks INTx itself when it sees the fd fire (it sends MASK, later
     // UNMASK after the guest's EOI); we mirror the auto-mask so a trigger in
