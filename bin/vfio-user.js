@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const dist = new URL('../dist/cli/main.js', import.meta.url);
+const dist = new URL('../dist/src/cli/main.js', import.meta.url);
 let mod;
 if (existsSync(fileURLToPath(dist))) {
   mod = await import(dist.href);

@@ -10,6 +10,14 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'connect to a vfio-user server and describe its device',
     load: async () => (await import('./probe.js')).probeCommand,
   },
+  server: {
+    summary: 'run the timer-interrupt sample device (libvfio-user sample compatible)',
+    load: async () => (await import('./server.js')).serverCommand,
+  },
+  gpio: {
+    summary: 'run the ACCES PCI-IDIO-16 GPIO card sample',
+    load: async () => (await import('./gpio.js')).gpioCommand,
+  },
 };
 
 export function mainUsage(): string {

@@ -75,6 +75,8 @@ export class Connection {
       onClose: (err) => {
         if (err) opts.logger.debug(`connection closed: ${err.message}`);
         this.closedFlag = true;
+        // The twin socket lives and dies with the main connection.
+        if (this.twin && !this.twin.closed) void this.twin.close();
         this.onClosed(this);
       },
     });

@@ -116,25 +116,3 @@ test('main: help lists implemented commands; unknown commands fail', async () =>
   assert.equal(await main(['probe', 'a', 'b'], io), 2);
   assert.match(err, /unexpected argument b/);
 });
-
-// libvfio-user's gpio sample, when a build is around (VFIO_USER_LVU_SAMPLES or /tmp/lvu/build/samples).
-const lvuDir = process.env.VFIO_USER_LVU_SAMPLES ?? '/tmp/lvu/build/samples';
-const gpio = join(lvuDir, 'gpio-pci-idio-16');
-test('probe against libvfio-user gpio-pci-idio-16', { skip: existsSync(gpio) ? false : `no ${gpio}` }, async () => {
-  const { path, cleanup } = tempSocketPath();
-  let child: ChildProcess | null = null;
-  try {
-    child = spawn(gpio, [path], { stdio: 'ignore' });
-    for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 10));
-    const r = await run(['probe', path, '--json']);
-    assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
-    assert.equal(j.config.vendorId, 0x494f);
-    assert.equal(j.config.deviceId, 0x0dc8);
-    assert.equal(j.regions[2].size, 256);
-    assert.equal(j.irqs[0].count, 1);
-  } finally {
-    child?.kill('SIGTERM');
-    cleanup();
-  }
-});
