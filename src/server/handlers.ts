@@ -86,9 +86,18 @@ function dispatch(ctx: DeviceContext, conn: Connection, msg: Message): HandlerRe
       const req = decodeIrqInfoRequest(payload, NUM_IRQS);
       return encodeIrqInfoReply({ argsz: 16, flags: ctx.irqs.infoFlags(req.index), index: req.index, count: ctx.irqs.count(req.index) });
     }
-    case Command.DEVICE_SET_IRQS:
-      ctx.irqs.setIrqs(decodeSetIrqsRequest(payload), fds);
+    case Command.DEVICE_SET_IRQS: {
+      let req;
+      try {
+        req = decodeSetIrqsRequest(payload);
+      } catch (e) {
+        // setIrqs never saw the fds: close them here.
+        conn.transport.releaseFds(fds);
+        throw e;
+      }
+      ctx.irqs.setIrqs(req, fds);
       return;
+    }
     case Command.REGION_READ: {
       const req = decodeRegionReadRequest(payload, { maxCount: xfer });
       const offset = checkAccess(ctx, req.region, req.offset, req.count);
