@@ -66,6 +66,13 @@ export class SocketTransport extends BaseTransport {
       try {
         n = native.sendmsg(this.fd, item.data, item.offset, item.data.length - item.offset, item.offset === 0 ? (item.fds as number[] | null) : null);
       } catch (e) {
+        // Not sent (EPIPE...): fds we own die with the message, also when it
+        // never made it into the queue (destroy() only sees queued ones).
+        if (item.offset === 0 && item.fds && item.ownFds) {
+          const fds = item.fds;
+          item.fds = null;
+          this.releaseFds(fds);
+        }
         this.destroy(e as Error);
         return;
       }
