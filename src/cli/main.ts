@@ -14,6 +14,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'run the timer-interrupt sample device (libvfio-user sample compatible)',
     load: async () => (await import('./server.js')).serverCommand,
   },
+  client: {
+    summary: 'exercise every command of the timer sample, then live-migrate it',
+    load: async () => (await import('./client.js')).clientCommand,
+  },
   gpio: {
     summary: 'run the ACCES PCI-IDIO-16 GPIO card sample',
     load: async () => (await import('./gpio.js')).gpioCommand,

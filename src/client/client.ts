@@ -57,6 +57,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
 import { irqIndexOf, IrqWatcher, type IrqEvent, type IrqTypeLike } from './irqs.js';
+import { CAP_X_IRQ_MESSAGES, CMD_X_VM_INTERRUPT, decodeVmInterrupt } from '../protocol/extensions.js';
 
 export interface ClientOptions {
   logger?: Logger;
@@ -74,6 +75,12 @@ export interface ClientOptions {
   twinSocket?: boolean;
   /** Extra capability members (extensions), sent verbatim. */
   extensions?: Record<string, unknown>;
+  /**
+   * Ask for interrupts by message too (our x_vm_interrupt extension): each
+   * one then also arrives as a message and shows as an 'irq' event with
+   * via 'message'. Default false.
+   */
+  irqMessages?: boolean;
   /** Minor version we speak. Default 2 (libvfio-user's). */
   minor?: number;
   /** Reply timeout for every request. Default 5000 ms. */
@@ -187,7 +194,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
   version!: NegotiatedVersion;
   readonly log: Logger;
   readonly stats: ServedStats = { dmaReads: 0, dmaWrites: 0, dmaBytesRead: 0, dmaBytesWritten: 0, twinRequests: 0, errors: 0 };
-  private readonly opts: Required<Omit<ClientOptions, 'logger' | 'extensions'>> & { extensions: Record<string, unknown> | undefined };
+  private readonly opts: Required<Omit<ClientOptions, 'logger' | 'extensions' | 'irqMessages'>> & { extensions: Record<string, unknown> | undefined };
   private readonly memories = new Set<GuestMemory>();
   private readonly regionMaps = new Set<MappedRegion>();
   private readonly serverCommands = new Map<number, ServerCommandHandler>();
@@ -208,7 +215,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       minor: opts.minor ?? VERSION_MINOR_MAX,
       requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
       resetTimeoutMs: opts.resetTimeoutMs ?? 30000,
-      extensions: opts.extensions,
+      extensions: opts.irqMessages ? { ...opts.extensions, [CAP_X_IRQ_MESSAGES]: true } : opts.extensions,
     };
     const x = this.opts.maxDataXferSize;
     if (!Number.isSafeInteger(x) || x < 1 || x > 64 * 1048576) throw invalid('maxDataXferSize must be 1..64 MiB');
@@ -223,6 +230,22 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       },
       onClose: (err) => this.onTransportClosed(err),
     });
+    if (opts.irqMessages) {
+      this.serverCommands.set(CMD_X_VM_INTERRUPT, (m) => {
+        const v = decodeVmInterrupt(m.payload);
+        this.irqs.signal(v.index, v.vector, 1, 'message');
+      });
+    }
+  }
+
+  /** Interrupt vectors this client gave eventfds for, as [index, vector] pairs. */
+  irqVectors(): [number, number][] {
+    return this.irqs.watched();
+  }
+
+  /** True when the server agreed to deliver interrupts by message too. */
+  get irqMessages(): boolean {
+    return this.serverCaps.extensions?.[CAP_X_IRQ_MESSAGES] === true;
   }
 
   /** Transport limits fitting a max transfer size (a transfer plus headers). */
@@ -677,6 +700,15 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       }
     };
     return mem;
+  }
+
+  /**
+   * Maps memory another client created (same memfd, same IOVA and access) on
+   * this client's server: after a migration, the destination reaches the
+   * guest memory the source did.
+   */
+  async adoptGuestMemory(m: GuestMemory): Promise<GuestMemory> {
+    return this.createGuestMemory({ iova: m.iova, size: m.size, useFd: m.useFd, readOnly: m.readOnly, fromFd: m.fd });
   }
 
   /** Guest memories currently known to the client. */

@@ -19,6 +19,12 @@ export interface GuestMemoryOptions {
   readOnly?: boolean;
   /** memfd name (shows in /proc/PID/fd). */
   name?: string;
+  /**
+   * Share existing memory instead of creating a memfd: this fd is dup'ed,
+   * so the new GuestMemory owns its own reference (used to hand a source's
+   * guest memory to a migration destination).
+   */
+  fromFd?: number;
 }
 
 /**
@@ -49,9 +55,9 @@ export class GuestMemory {
     this.useFd = opts.useFd;
     this.readOnly = opts.readOnly ?? false;
     const page = native.pageSize();
-    const fd = native.memfdCreate(opts.name ?? `vfio-user-guest-${this.iova.toString(16)}`, false);
+    const fd = opts.fromFd !== undefined ? native.dup(opts.fromFd) : native.memfdCreate(opts.name ?? `vfio-user-guest-${this.iova.toString(16)}`, false);
     try {
-      native.ftruncate(fd, Math.ceil(this.size / page) * page);
+      if (opts.fromFd === undefined) native.ftruncate(fd, Math.ceil(this.size / page) * page);
       this.buffer = native.mmap(fd, 0, Math.ceil(this.size / page) * page, native.PROT_READ | native.PROT_WRITE);
     } catch (e) {
       native.close(fd);

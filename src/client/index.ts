@@ -18,3 +18,4 @@ export { GuestMemory, CLIENT_DIRTY_PAGE_SIZE, type GuestMemoryOptions } from './
 export { ClientError, ClientErrorCode, type ClientErrorCodeValue } from './errors.js';
 export { irqIndexOf, irqTypeName, type IrqEvent, type IrqTypeLike, type IrqTypeName } from './irqs.js';
 export { regionName, describeRegionFlags } from './names.js';
+export * from './migrate.js';

@@ -72,6 +72,11 @@ export class IrqWatcher {
     return fds;
   }
 
+  /** Vectors that have an eventfd watched, as [index, vector] pairs. */
+  watched(): [number, number][] {
+    return [...this.watches.keys()].map((k) => k.split(':').map(Number) as [number, number]);
+  }
+
   /** Starts watching `fds` for vectors from `start` (replacing what was there). */
   watch(index: number, start: number, fds: readonly number[]): void {
     fds.forEach((fd, j) => {

@@ -1,0 +1,280 @@
+// `vfio-user client SOCKET`: the sample client. It drives the timer sample
+// (`vfio-user server`) through every command of the protocol, then
+// live-migrates it to a destination server it spawns itself and receives,
+// from the destination, the interrupt it programmed on the source.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { VfioUserClient } from '../client/client.js';
+import { migrate, type MigrationProgress } from '../client/migrate.js';
+import type { GuestMemory } from '../client/guest-memory.js';
+import { Errno, errnoName } from '../protocol/errno.js';
+import { RemoteError } from '../protocol/errors.js';
+import { decodeConfigSpace } from '../pci/decode.js';
+import { crc32 } from '../util/crc32.js';
+import { UsageError, type CliCommand, type CliIo } from './types.js';
+
+const BAR1 = 1;
+const BAR1_SIZE = 0x4000;
+const PAGE = 4096;
+
+class Mismatch extends Error {}
+
+/** Prints report lines; collects failures instead of stopping at the first. */
+class Report {
+  failures = 0;
+  constructor(private readonly io: CliIo) {}
+  ok(what: string): void {
+    this.io.out(`  ok    ${what}\n`);
+  }
+  check(cond: boolean, what: string, detail = ''): void {
+    if (cond) this.ok(what);
+    else {
+      this.failures++;
+      this.io.out(`  FAIL  ${what}${detail ? `: ${detail}` : ''}\n`);
+    }
+  }
+  section(title: string): void {
+    this.io.out(`${title}\n`);
+  }
+}
+
+const now = (): bigint => BigInt(Math.floor(Date.now() / 1000));
+const u64le = (v: bigint): Uint8Array => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v, true);
+  return b;
+};
+
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (Math.random() * 256) | 0;
+  return out;
+}
+
+/** The pattern the timer device writes after its interrupt: 4 x 1 KiB of 'A'..'D'. */
+function checkDmaPattern(mem: GuestMemory): boolean {
+  if (mem.bytes.length < 4096) return false;
+  for (let i = 0; i < 4; i++) {
+    const chunk = mem.bytes.subarray(i * 1024, (i + 1) * 1024);
+    if (!chunk.every((b) => b === 0x41 + i)) return false;
+  }
+  return true;
+}
+
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > end) throw new Error(`${path} did not appear`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Starts `vfio-user server SOCKET` (the destination) as a child process,
+ * from the same code this client runs: the TypeScript sources under tsx, or
+ * the compiled CLI.
+ */
+function spawnServer(path: string, verbose: boolean): ChildProcess {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = fileURLToPath(new URL(fromSource ? './run.ts' : './run.js', import.meta.url));
+  const args = [...(fromSource ? ['--import', 'tsx'] : []), entry, 'server', ...(verbose ? ['-v'] : []), path];
+  return spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
+function progressPrinter(io: CliIo, total: number): (p: MigrationProgress) => void {
+  const tty = process.stdout.isTTY === true;
+  let last = '';
+  return (p) => {
+    const frac = Math.min(1, p.bytes / total);
+    const width = 30;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const extra = p.iteration ? ` pass ${p.iteration}` : '';
+    const dirty = p.dirtyPages !== undefined ? `, ${p.dirtyPages} dirty pages` : '';
+    const line = `  [${bar}] ${p.phase}${extra}: ${p.bytes} bytes${dirty}`;
+    if (tty) {
+      io.out(`\r${line.padEnd(last.length)}`);
+      if (p.phase === 'done') io.out('\n');
+    } else if (p.phase !== 'connect') {
+      io.out(`${line}\n`);
+    }
+    last = line;
+  };
+}
+
+export const clientCommand: CliCommand = {
+  name: 'client',
+  summary: 'exercise every command of the timer sample, then live-migrate it',
+  usage: [
+    'usage: vfio-user client [-v] SOCKET',
+    '',
+    'Connects to `vfio-user server SOCKET`, exercises every vfio-user command',
+    '(negotiation, info, regions, IRQs, DMA with and without fds, DMA by',
+    'message, dirty logging, reset, write-multi, region mmap), programs an',
+    'interrupt, live-migrates the device to a destination server it starts on',
+    'SOCKET.migrated while a simulated guest writes BAR1, and receives the',
+    'interrupt from the destination. Exits 1 on any mismatch.',
+    '',
+  ].join('\n'),
+  async run(args, io) {
+    if (args.length !== 1 || args[0]!.startsWith('-')) throw new UsageError('expected one SOCKET path');
+    const path = args[0]!;
+    const destPath = `${path}.migrated`;
+    const rep = new Report(io);
+    const started = Date.now();
+    let dest: ChildProcess | null = null;
+    let src: VfioUserClient | null = null;
+    let dst: VfioUserClient | null = null;
+    try {
+      // -- negotiation and discovery -------------------------------------------------
+      src = await VfioUserClient.connect(path, { logger: io.logger, maxDataXferSize: 1024, irqMessages: true });
+      rep.section(`Connected to ${path}`);
+      rep.ok(`VERSION 0.${src.version.minor}: max_data_xfer_size ${src.serverCaps.maxDataXferSize}, max_msg_fds ${src.serverCaps.maxMsgFds}, migration pgsize ${src.serverCaps.migration?.pgsize ?? '-'}, interrupts by message ${src.irqMessages ? 'on' : 'off'}`);
+      const info = await src.getDeviceInfo();
+      rep.check(info.numRegions === 9 && info.numIrqs === 5, `GET_INFO: ${info.numRegions} regions, ${info.numIrqs} IRQ types`);
+      const sizes: string[] = [];
+      for (let i = 0; i < info.numRegions; i++) {
+        const r = await src.getRegionInfo(i);
+        if (r.size > 0n) sizes.push(`${i}:${r.size}${r.mmapAreas.length ? `(${r.mmapAreas.length} mmap areas)` : ''}`);
+      }
+      rep.check(sizes.join(' ') === '0:8 1:16384(2 mmap areas) 7:256', `GET_REGION_INFO: ${sizes.join(' ')}`);
+      const irqCounts: number[] = [];
+      for (let i = 0; i < info.numIrqs; i++) irqCounts.push((await src.getIrqInfo(i)).count);
+      rep.check(irqCounts.join(',') === '1,0,0,1,1', `GET_IRQ_INFO: INTx ${irqCounts[0]}, MSI ${irqCounts[1]}, MSI-X ${irqCounts[2]}, ERR ${irqCounts[3]}, REQ ${irqCounts[4]}`);
+      const cfg = decodeConfigSpace(await src.regionRead(7, 0, 256));
+      rep.check(cfg.vendorId === 0xdead && cfg.deviceId === 0xbeef && cfg.subsystemVendorId === 0xcafe && cfg.subsystemId === 0xbabe, `config space: ${hex4(cfg.vendorId)}:${hex4(cfg.deviceId)} subsystem ${hex4(cfg.subsystemVendorId)}:${hex4(cfg.subsystemId)}`);
+      const io0 = await src.getRegionIoFds(0);
+      rep.ok(`GET_REGION_IO_FDS BAR0: ${io0.count} ioeventfds`);
+      try {
+        await src.regionRead(0xdeadbeef, 0, 4);
+        rep.check(false, 'REGION_READ of region 0xdeadbeef refused');
+      } catch (e) {
+        rep.check(e instanceof RemoteError && e.errno === Errno.EINVAL, `REGION_READ of region 0xdeadbeef refused (${e instanceof RemoteError ? errnoName(e.errno) : String(e)})`);
+      }
+      await src.reset();
+      rep.ok('DEVICE_RESET');
+
+      // -- regions: write, write-multi, mmap -----------------------------------------
+      const pattern = randomBytes(64);
+      await src.regionWrite(BAR1, 0x100, pattern);
+      rep.check(eq(await src.regionRead(BAR1, 0x100, 64), pattern), 'REGION_WRITE/READ of BAR1');
+      const entries = [0, 1, 2, 3].map((i) => ({ region: BAR1, offset: 0x200 + i * 8, data: u64le(BigInt(i + 1) * 0x0101010101010101n) }));
+      await src.regionWriteMulti(entries);
+      const multi = await src.regionRead(BAR1, 0x200, 32);
+      rep.check(entries.every((e, i) => eq(multi.subarray(i * 8, i * 8 + 8), e.data)), 'REGION_WRITE_MULTI of 4 entries');
+      const mapped = await src.mapRegion(BAR1);
+      const area = mapped.areaAt(0x2000, 16)!;
+      area.bytes.set(pattern.subarray(0, 16), 0x10);
+      const viaMsg = await src.regionRead(BAR1, 0x2010, 16);
+      await src.regionWrite(BAR1, 0x20, pattern.subarray(16, 32));
+      rep.check(eq(viaMsg, pattern.subarray(0, 16)) && eq(mapped.areaAt(0, 0x40)!.bytes.subarray(0x20, 0x30), pattern.subarray(16, 32)), `region mmap: ${mapped.areas.length} areas, writes seen both ways`);
+      mapped.unmap();
+
+      // -- DMA and interrupts -------------------------------------------------------
+      const mem0 = await src.createGuestMemory({ iova: 0x100000, size: 4 * PAGE, useFd: false, name: 'guest-msg' });
+      const mem1 = await src.createGuestMemory({ iova: 0x200000, size: 4 * PAGE, useFd: true, name: 'guest-fd' });
+      const spare = await src.createGuestMemory({ iova: 0x300000, size: PAGE, useFd: true, name: 'spare' });
+      await spare.unmap();
+      rep.ok('DMA_MAP with and without fd, DMA_UNMAP');
+      await src.enableIrqEventfds('intx', 0, 1);
+      await src.startDirtyLogging(PAGE);
+      rep.ok('SET_IRQS INTx eventfd; dirty logging started');
+      const irqVia: string[] = [];
+      const onIrq = (e: { type: string; via: string }) => irqVia.push(e.via);
+      src.on('irq', onIrq);
+      io.logger.debug(`source interrupt vectors: ${JSON.stringify(src.irqVectors())}`);
+      await src.regionWrite(0, 0, u64le(now() + 1n));
+      rep.ok('BAR0 programmed: interrupt in 1 s');
+      await src.waitForIrq('intx', 0, { timeoutMs: 5000 });
+      // The device writes, then reads back (4 + 4 messages at our 1 KiB transfer size).
+      await waitUntil(() => checkDmaPattern(mem0) && checkDmaPattern(mem1) && src!.stats.dmaReads >= 4, 5000).catch(() => {});
+      rep.check(checkDmaPattern(mem1), 'device DMA directly into fd-backed memory');
+      rep.check(checkDmaPattern(mem0) && src.stats.dmaWrites === 4 && src.stats.dmaReads === 4, `device DMA by message: ${src.stats.dmaWrites} DMA_WRITE, ${src.stats.dmaReads} DMA_READ served`);
+      await waitUntil(() => irqVia.includes('message') && irqVia.includes('eventfd'), 2000).catch(() => {});
+      rep.check(irqVia.includes('eventfd') && irqVia.includes('message'), `INTx received by ${[...new Set(irqVia)].join(' and ')}`);
+      src.off('irq', onIrq);
+      const d1 = await src.dirtyReport(mem1.iova, mem1.size, PAGE);
+      const d0 = await src.collectDirty(mem0, PAGE);
+      rep.check(d1.bitmap[0] === 0x01 && d0[0] === 0x01, 'dirty pages: direct DMA in the server bitmap, message DMA in the client\'s');
+      await src.stopDirtyLogging();
+
+      // -- live migration ------------------------------------------------------------
+      rep.section('Live migration');
+      await src.regionWrite(0, 0, u64le(now() + 3n));
+      rep.ok('source programmed to interrupt in 3 s');
+      dest = spawnServer(destPath, io.verbose);
+      const destExit = new Promise<number>((resolve) => dest!.on('exit', (code) => resolve(code ?? 1)));
+      await waitForFile(destPath, 10000);
+      let lastGuest = new Uint8Array(0);
+      let guestWrites = 0;
+      const guestWrite = async (): Promise<void> => {
+        const g = randomBytes(BAR1_SIZE);
+        await src!.regionWrite(BAR1, 0, g);
+        lastGuest = g;
+        guestWrites++;
+      };
+      await guestWrite();
+      const result = await migrate(src, destPath, {
+        client: { logger: io.logger, maxDataXferSize: 1024, irqMessages: true },
+        chunkSize: 1024,
+        maxPreCopyIterations: 3,
+        betweenIterations: async () => {
+          for (let i = 0; i < 4; i++) await guestWrite();
+        },
+        onProgress: progressPrinter(io, BAR1_SIZE * 2 + 8),
+      });
+      dst = result.destination;
+      rep.ok(`migrated ${result.preCopyBytes} bytes in pre-copy (${result.preCopyIterations} passes) and ${result.stopCopyBytes} in stop-copy while the guest wrote BAR1 ${guestWrites} times; downtime ${result.downtimeMs} ms`);
+      rep.check(crc32(await dst.regionRead(BAR1, 0, BAR1_SIZE)) === crc32(lastGuest), 'BAR1 on the destination equals the last guest write');
+      rep.check(dst.guestMemories().length === 2 && dst.irqVectors().length === 1, 'guest memory and INTx re-established on the destination');
+      // From here on the destination's own mappings of the same memfds.
+      const dmem0 = dst.guestMemories().find((m) => m.iova === mem0.iova)!;
+      const dmem1 = dst.guestMemories().find((m) => m.iova === mem1.iova)!;
+      dmem0.bytes.fill(0);
+      dmem1.bytes.fill(0);
+      const destVia: string[] = [];
+      dst.on('irq', (e) => {
+        io.logger.debug(`destination irq ${e.type}[${e.vector}] via ${e.via}`);
+        destVia.push(e.via);
+      });
+      await src.close();
+      src = null;
+      await dst.waitForIrq('intx', 0, { timeoutMs: 8000 });
+      await waitUntil(() => checkDmaPattern(dmem0) && checkDmaPattern(dmem1) && dst!.stats.dmaReads >= 4, 5000).catch(() => {});
+      await waitUntil(() => destVia.includes('message') && destVia.includes('eventfd'), 2000).catch(() => {});
+      rep.check(destVia.includes('eventfd') && destVia.includes('message'), `interrupt programmed on the source delivered by the destination (${[...new Set(destVia)].join(' and ')})`);
+      rep.check(checkDmaPattern(dmem0) && checkDmaPattern(dmem1), 'destination DMA into the same guest memory, direct and by message');
+      await dst.dmaUnmapAll();
+      await dst.close();
+      dst = null;
+      const code = await destExit;
+      dest = null;
+      rep.check(code === 0, `destination server exited ${code}`);
+    } catch (e) {
+      rep.failures++;
+      io.out(`  FAIL  ${(e as Error).message}\n`);
+      if (io.verbose && (e as Error).stack) io.err(`${(e as Error).stack}\n`);
+    } finally {
+      await dst?.close().catch(() => {});
+      await src?.close().catch(() => {});
+      if (dest) dest.kill('SIGTERM');
+    }
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    io.out(rep.failures === 0 ? `All checks passed in ${secs} s.\n` : `${rep.failures} check(s) failed (${secs} s).\n`);
+    return rep.failures === 0 ? 0 : 1;
+  },
+};
+
+const hex4 = (v: number | undefined): string => (v ?? 0).toString(16).padStart(4, '0');
+
+function eq(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Mismatch('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,137 @@
+import { MigrationFlags } from '../protocol/constants.js';
+import { VfioUserClient, type ClientOptions } from './client.js';
+
+/** Device states (VFIO_DEVICE_STATE_*). */
+const STOP = 1;
+const RUNNING = 2;
+const STOP_COPY = 3;
+const RESUMING = 4;
+const PRE_COPY = 6;
+
+export type MigrationPhase = 'connect' | 'pre-copy' | 'stop-copy' | 'restore' | 'resume' | 'done';
+
+export interface MigrationProgress {
+  phase: MigrationPhase;
+  /** Device-state bytes moved so far (both phases). */
+  bytes: number;
+  /** Pre-copy iteration (1-based) while phase is 'pre-copy'. */
+  iteration?: number;
+  /** Dirty guest pages the device reported in this pre-copy iteration. */
+  dirtyPages?: number;
+}
+
+export interface MigrateOptions {
+  /** Options for connecting to the destination (when given a path). */
+  client?: ClientOptions;
+  /** Bytes per MIG_DATA_READ. Default: the smaller of both sides' transfer sizes. */
+  chunkSize?: number;
+  /** At most this many pre-copy passes (each reads until the device has nothing more for now). Default 3. */
+  maxPreCopyIterations?: number;
+  /**
+   * Called between pre-copy passes while the source still runs (a test
+   * keeps the guest busy here). Return false to stop iterating early.
+   */
+  betweenIterations?: (iteration: number) => Promise<boolean | void> | boolean | void;
+  /** Track dirty guest pages during pre-copy (DMA logging on the source). Default true when the source has fd-backed guest memory. */
+  dirtyLogging?: boolean;
+  onProgress?: (p: MigrationProgress) => void;
+}
+
+export interface MigrationResult {
+  /** The client of the destination, with guest memory and interrupts re-established. */
+  destination: VfioUserClient;
+  preCopyBytes: number;
+  stopCopyBytes: number;
+  preCopyIterations: number;
+  /** From the source stopping (STOP_COPY) to the destination RUNNING. */
+  downtimeMs: number;
+  totalMs: number;
+}
+
+/**
+ * Live-migrates the device behind `source` to the server at `destination`
+ * (a socket path or a connected client): RESUMING on the destination,
+ * pre-copy passes while the source runs (when the device supports
+ * PRE_COPY), stop-and-copy, STOP then RUNNING on the destination, and then
+ * the source's guest memory (same memfds, same IOVAs) and interrupt vectors
+ * (new eventfds) are mapped on the destination, as the spec requires after
+ * RUNNING. The source is left in STOP; closing it is the caller's call.
+ */
+export async function migrate(source: VfioUserClient, destination: string | VfioUserClient, opts: MigrateOptions = {}): Promise<MigrationResult> {
+  const t0 = Date.now();
+  const progress = (p: MigrationProgress): void => opts.onProgress?.(p);
+  let bytes = 0;
+  progress({ phase: 'connect', bytes });
+  const dest = typeof destination === 'string' ? await VfioUserClient.connect(destination, opts.client) : destination;
+  try {
+    const flags = await source.getMigrationFlags();
+    const preCopy = (flags & MigrationFlags.PRE_COPY) !== 0n;
+    const chunk = opts.chunkSize ?? Math.min(source.xferChunk, dest.xferChunk);
+    const forward = async (): Promise<number> => {
+      // Reads until the device says "no more for now" (a short read), forwarding each piece.
+      let moved = 0;
+      for (;;) {
+        const { data, size } = await source.migDataRead(chunk);
+        if (size > 0) await dest.migDataWrite(data);
+        moved += size;
+        if (size < chunk) return moved;
+      }
+    };
+    await dest.setDeviceState(RESUMING);
+
+    const memories = source.guestMemories().filter((m) => m.mapped && m.useFd);
+    const logging = (opts.dirtyLogging ?? memories.length > 0) && memories.length > 0;
+    let preCopyBytes = 0;
+    let iterations = 0;
+    if (preCopy) {
+      if (logging) await source.startDirtyLogging(4096);
+      await source.setDeviceState(PRE_COPY);
+      const max = opts.maxPreCopyIterations ?? 3;
+      for (let i = 1; i <= max; i++) {
+        iterations = i;
+        const n = await forward();
+        preCopyBytes += n;
+        bytes += n;
+        let dirtyPages: number | undefined;
+        if (logging) {
+          dirtyPages = 0;
+          for (const m of memories) {
+            const r = await source.dirtyReport(m.iova, m.size, 4096);
+            for (const b of r.bitmap) for (let x = b; x; x &= x - 1) dirtyPages++;
+          }
+        }
+        progress({ phase: 'pre-copy', bytes, iteration: i, ...(dirtyPages !== undefined ? { dirtyPages } : {}) });
+        if (i === max) break;
+        const more = await opts.betweenIterations?.(i);
+        if (more === false || (n === 0 && i > 1)) break;
+      }
+    }
+    const stopped = Date.now();
+    await source.setDeviceState(STOP_COPY);
+    const stopCopyBytes = await forward();
+    bytes += stopCopyBytes;
+    progress({ phase: 'stop-copy', bytes });
+    await source.setDeviceState(STOP);
+    if (logging) await source.stopDirtyLogging();
+
+    progress({ phase: 'restore', bytes });
+    await dest.setDeviceState(STOP); // the destination validates what it received
+    await dest.setDeviceState(RUNNING);
+    const downtimeMs = Date.now() - stopped;
+
+    progress({ phase: 'resume', bytes });
+    for (const m of source.guestMemories().filter((g) => g.mapped)) {
+      await dest.adoptGuestMemory(m);
+    }
+    const vectors = new Map<number, number[]>();
+    for (const [index, vector] of source.irqVectors()) vectors.set(index, [...(vectors.get(index) ?? []), vector]);
+    for (const [index, list] of vectors) {
+      for (const v of list.sort((a, b) => a - b)) await dest.enableIrqEventfds(index, v, 1);
+    }
+    progress({ phase: 'done', bytes });
+    return { destination: dest, preCopyBytes, stopCopyBytes, preCopyIterations: iterations, downtimeMs, totalMs: Date.now() - t0 };
+  } catch (e) {
+    if (typeof destination === 'string') await dest.close().catch(() => {});
+    throw e;
+  }
+}
