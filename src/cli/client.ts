@@ -205,7 +205,7 @@ export const clientCommand: CliCommand = {
       dest = spawnServer(destPath, io.verbose);
       const destExit = new Promise<number>((resolve) => dest!.on('exit', (code) => resolve(code ?? 1)));
       await waitForFile(destPath, 10000);
-      let lastGuest = new Uint8Array(0);
+      let lastGuest: Uint8Array = new Uint8Array(0);
       let guestWrites = 0;
       const guestWrite = async (): Promise<void> => {
         const g = randomBytes(BAR1_SIZE);
