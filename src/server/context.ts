@@ -261,6 +261,45 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     return r;
   }
 
+  /**
+   * Registers an ioeventfd for a doorbell: a client that asks with
+   * GET_REGION_IO_FDS (QEMU 11.1 does not) gets the fd and can signal it
+   * (e.g. from KVM on a guest write) instead of sending REGION_WRITE;
+   * `onSignal` runs with the number of signals. `size` 0 matches any access
+   * size; `datamatch` restricts to one written value.
+   */
+  addIoEventFd(
+    regionIndex: number,
+    opts: { offset: number; size: number; datamatch?: bigint; onSignal: (count: number) => void },
+  ): { fd: number; remove(): void } {
+    const region = this.region(regionIndex);
+    if (!region.configured || opts.offset < 0 || opts.offset + Math.max(opts.size, 1) > region.size) {
+      throw new VfioUserError('ERR_VFIO_USER_INVALID_DEVICE', `ioeventfd at ${opts.offset} outside region ${regionIndex}`);
+    }
+    const fd = native.eventfd(0, native.EFD_NONBLOCK);
+    const poller = new native.Poller(fd, (status) => {
+      if (status < 0) return;
+      const n = native.eventfdRead(fd);
+      if (n > 0n) opts.onSignal(Number(n));
+    });
+    poller.start(native.READABLE);
+    poller.unref();
+    // I/O BARs are port I/O to KVM.
+    const pio = this.description.regions?.[regionIndex as 0]?.kind === 'io' ? 2 : 0;
+    const entry = { offset: opts.offset, size: opts.size, fd, flags: pio, ...(opts.datamatch !== undefined ? { datamatch: opts.datamatch } : {}) };
+    region.ioeventfds.push(entry);
+    return {
+      fd,
+      remove: () => {
+        const i = region.ioeventfds.indexOf(entry);
+        if (i < 0) return;
+        region.ioeventfds.splice(i, 1);
+        poller.close();
+        native.close(fd);
+      },
+    };
+  }
+
   /** True while a client is attached. */
   get connected(): boolean {
     return this.conn !== null && !this.conn.closed;

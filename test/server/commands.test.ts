@@ -429,3 +429,28 @@ for (const kind of TRANSPORTS) {
     });
   });
 }
+
+test('GET_REGION_IO_FDS hands out the ioeventfds a device registered; signalling one reaches the device', async () => {
+  const { decodeRegionIoFdsReply, encodeRegionIoFdsRequest } = await import('../../src/protocol/region-io-fds.js');
+  const rig = await startRig('socket', sampleDevice());
+  try {
+    const rings: number[] = [];
+    const db = rig.ctx.addIoEventFd(0, { offset: 8, size: 4, datamatch: 1n, onSignal: (n) => void rings.push(n) });
+    rig.ctx.addIoEventFd(0, { offset: 12, size: 0, onSignal: () => {} });
+    const small = await rig.call(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest({ argsz: 16, index: 0 }));
+    assert.equal(small.fds.length, 0, 'no fds when the entries do not fit');
+    const r = await rig.call(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest({ argsz: 1024, index: 0 }));
+    const reply = decodeRegionIoFdsReply(r.payload);
+    assert.equal(reply.count, 2);
+    assert.equal(r.fds.length, 2);
+    assert.deepEqual(reply.entries.map((e) => [e.offset, e.size, e.flags, e.datamatch]), [[8n, 4n, 2 | 1, 1n], [12n, 0n, 2, 0n]]);
+    native.eventfdWrite(r.fds[reply.entries[0]!.fdIndex]!, 1);
+    await settle();
+    assert.deepEqual(rings, [1]);
+    for (const fd of r.fds) native.close(fd);
+    db.remove();
+    assert.equal(await rig.errno(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest({ argsz: 16, index: 5 })), Errno.EINVAL);
+  } finally {
+    await rig.close();
+  }
+});

@@ -1,0 +1,23 @@
+// The device server: describe a device as data plus callbacks; the context
+// serves it over vfio-user.
+export { DeviceContext, type DeviceContextEvents, type InterruptApi } from './context.js';
+export type {
+  ConfigAccessHandlers,
+  DeviceDescription,
+  DmaCallbacks,
+  MigrationCallbacks,
+  MigrationStateName,
+  MmapArea,
+  RegionReadHandler,
+  RegionSpec,
+  RegionWriteHandler,
+  ResetReason,
+} from './device.js';
+export type { ServerOptions } from './options.js';
+export { DmaError, type DmaView, type DmaAccessOptions, type IovaLike } from './dma.js';
+export type { DmaRegionInfo } from './dma-table.js';
+export type { IrqCounts, IrqType, TriggerResult } from './irqs.js';
+export { MigrationFatalError } from './migration.js';
+export { MigState, migStateName, nextHopTable } from './migration-fsm.js';
+export { Region, type IoEventFd } from './regions.js';
+export { stateMigration, encodeState, decodeState, type StateMigrationSpec, type StateSections } from './state-stream.js';
