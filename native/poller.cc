@@ -85,6 +85,10 @@ class Poller : public Napi::ObjectWrap<Poller> {
   void Close(const Napi::CallbackInfo&) {
     CloseHandle();
     Weaken();
+    // The callback is never called again. It usually closes over the object
+    // that owns this Poller, so keeping it in a persistent (a GC root) would
+    // keep both alive forever: release it.
+    cb_.Reset();
   }
 
   void JsRef(const Napi::CallbackInfo&) {
