@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { MessagePort } from 'node:worker_threads';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { native, type PollerHandle } from '../native/binding.js';
 import { PciConfigSpace } from '../pci/config-space.js';
@@ -14,6 +15,7 @@ import type { Transport } from '../transport/types.js';
 import { Connection } from './connection.js';
 import type { DeviceDescription, ResetReason } from './device.js';
 import { DmaController } from './dma.js';
+import { createDmaWorkerPort } from './dma-worker.js';
 import { DmaTable, type DmaRegion } from './dma-table.js';
 import { handleCommand } from './handlers.js';
 import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './irqs.js';
@@ -73,6 +75,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   /** Client touched the MSI-X table: from then on its masks are honoured (QEMU never does; it emulates the table). */
   private msixTableDriven = false;
   private readonly workerRevokers = new Set<(iova: bigint, size: bigint) => Promise<void>>();
+  private readonly dmaMapListeners = new Set<(r: DmaRegion) => void>();
 
   constructor(description: DeviceDescription, options: ServerOptions = {}) {
     super();
@@ -452,6 +455,26 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
    */
   async revokeWorkerMappings(region: DmaRegion): Promise<void> {
     await Promise.all([...this.workerRevokers].map((revoke) => revoke(region.iova, region.size)));
+  }
+
+  /** Called for every new DMA region (after the device's onMap); returns its removal. */
+  addDmaMapListener(fn: (r: DmaRegion) => void): () => void {
+    this.dmaMapListeners.add(fn);
+    return () => this.dmaMapListeners.delete(fn);
+  }
+
+  /** Tells listeners (worker channels) about a new region. */
+  notifyDmaMapped(r: DmaRegion): void {
+    for (const fn of this.dmaMapListeners) fn(r);
+  }
+
+  /**
+   * A MessagePort for a worker thread that wants to reach guest memory:
+   * pass it to the worker and call connectWorkerDma(port) there. DMA_UNMAP
+   * waits until the worker has dropped its mapping.
+   */
+  dmaWorkerPort(): MessagePort {
+    return createDmaWorkerPort(this);
   }
 
   /** Registers a revoker (one per worker channel); returns its removal. */

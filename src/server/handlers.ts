@@ -214,6 +214,7 @@ async function dmaMap(ctx: DeviceContext, payload: Uint8Array, fds: number[]): P
     fd = null; // the region owns it now
     try {
       await ctx.description.dma?.onMap?.(region.info());
+      ctx.notifyDmaMapped(region);
     } catch (e) {
       ctx.dmaTable.remove(region.iova, region.size);
       region.release();

@@ -21,3 +21,4 @@ export { MigrationFatalError } from './migration.js';
 export { MigState, migStateName, nextHopTable } from './migration-fsm.js';
 export { Region, type IoEventFd } from './regions.js';
 export { stateMigration, encodeState, decodeState, type StateMigrationSpec, type StateSections } from './state-stream.js';
+export { connectWorkerDma, WorkerDma } from './dma-worker.js';
