@@ -1,0 +1,100 @@
+// One NVMe namespace backed by a regular file: 512-byte LBAs, size fixed at
+// creation. Data moves between the file and guest memory with vectored,
+// asynchronous file I/O straight from/to the DMA views (no copy in JS).
+import { closeSync, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readv, writev } from 'node:fs';
+
+export const LBA_SHIFT = 9;
+export const LBA_SIZE = 1 << LBA_SHIFT;
+
+export interface NamespaceOptions {
+  path: string;
+  /** Bytes; a multiple of 512. The file is created or grown to this size (never shrunk). */
+  size: number;
+  readOnly?: boolean;
+}
+
+/** Splits a vector so no single readv/writev call exceeds IOV_MAX entries. */
+const IOV_MAX = 1024;
+
+function vectored(
+  op: typeof readv | typeof writev,
+  fd: number,
+  bufs: Uint8Array[],
+  position: number,
+): Promise<void> {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  return new Promise<void>((resolve, reject) => {
+    let done = 0;
+    let idx = 0;
+    let inFirst = 0; // bytes of bufs[idx] already done
+    const step = (): void => {
+      if (done === total) return resolve();
+      const chunk: Uint8Array[] = [];
+      for (let i = idx; i < bufs.length && chunk.length < IOV_MAX; i++) {
+        chunk.push(i === idx ? bufs[i]!.subarray(inFirst) : bufs[i]!);
+      }
+      (op as typeof readv)(fd, chunk, position + done, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) return reject(Object.assign(new Error('short transfer (end of file)'), { code: 'EIO' }));
+        done += n;
+        // Advance over what was transferred.
+        let left = n;
+        while (left > 0 && idx < bufs.length) {
+          const avail = bufs[idx]!.length - inFirst;
+          if (left >= avail) {
+            left -= avail;
+            idx++;
+            inFirst = 0;
+          } else {
+            inFirst += left;
+            left = 0;
+          }
+        }
+        step();
+      });
+    };
+    step();
+  });
+}
+
+/** A file-backed namespace (NSID 1). */
+export class Namespace {
+  readonly path: string;
+  readonly size: number;
+  readonly blocks: number;
+  readonly readOnly: boolean;
+  private fd: number;
+  /** Counters for the SMART log. */
+  readonly stats = { readCommands: 0, writeCommands: 0, blocksRead: 0, blocksWritten: 0 };
+
+  constructor(opts: NamespaceOptions) {
+    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % LBA_SIZE !== 0) {
+      throw new RangeError(`namespace size ${opts.size} must be a positive multiple of ${LBA_SIZE}`);
+    }
+    this.path = opts.path;
+    this.size = opts.size;
+    this.blocks = opts.size / LBA_SIZE;
+    this.readOnly = opts.readOnly ?? false;
+    this.fd = openSync(opts.path, this.readOnly ? 'r' : (existsSync(opts.path) ? 'r+' : 'w+'));
+    if (!this.readOnly && fstatSync(this.fd).size < opts.size) ftruncateSync(this.fd, opts.size);
+  }
+
+  /** Reads `bufs` (filled in order) from byte `pos`. */
+  read(pos: number, bufs: Uint8Array[]): Promise<void> {
+    return vectored(readv, this.fd, bufs, pos);
+  }
+
+  write(pos: number, bufs: Uint8Array[]): Promise<void> {
+    return vectored(writev, this.fd, bufs, pos);
+  }
+
+  flush(): Promise<void> {
+    return new Promise((resolve, reject) => fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
