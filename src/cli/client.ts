@@ -200,11 +200,12 @@ export const clientCommand: CliCommand = {
 
       // -- live migration ------------------------------------------------------------
       rep.section('Live migration');
-      await src.regionWrite(0, 0, u64le(now() + 3n));
-      rep.ok('source programmed to interrupt in 3 s');
       dest = spawnServer(destPath, io.verbose);
       const destExit = new Promise<number>((resolve) => dest!.on('exit', (code) => resolve(code ?? 1)));
       await waitForFile(destPath, 10000);
+      // Programmed once the destination is up, so the interrupt falls after the switch-over.
+      await src.regionWrite(0, 0, u64le(now() + 3n));
+      rep.ok(`destination server started on ${destPath}; source programmed to interrupt in 3 s`);
       let lastGuest: Uint8Array = new Uint8Array(0);
       let guestWrites = 0;
       const guestWrite = async (): Promise<void> => {
