@@ -32,6 +32,8 @@ export class SocketTransport extends BaseTransport {
   private pollEvents = 0;
   private closing: Promise<void> | null = null;
   private flushWaiter: (() => void) | null = null;
+  /** The last recvmsg returned less than the buffer holds. */
+  private lastReadShort = false;
 
   constructor(fd: number, limits?: Partial<TransportLimits>) {
     super(limits, (f) => native.close(f));
@@ -111,7 +113,11 @@ export class SocketTransport extends BaseTransport {
     if (events & WRITABLE) this.flushQueue();
     if (events & READABLE && !this.paused && !this.pullMode) {
       for (let i = 0; i < MAX_READS_PER_TICK && !this.paused && !this.isClosed; i++) {
-        if (!this.readSome()) break;
+        // A read that did not fill the buffer almost always emptied the
+        // socket: skip the recvmsg that would only say EAGAIN (one syscall
+        // per request). The poll is level-triggered, so bytes that arrived
+        // meanwhile make it fire again.
+        if (!this.readSome() || this.lastReadShort) break;
       }
     }
     if (!this.isClosed) this.updatePoll();
@@ -135,6 +141,7 @@ export class SocketTransport extends BaseTransport {
       return false;
     }
     if (n < 0) return false;
+    this.lastReadShort = n < this.rbuf.length;
     this.ingest(this.rbuf.subarray(0, n), fds, (this.fdsOut[1]! & 1) !== 0);
     return true;
   }
