@@ -48,8 +48,8 @@ export function identifyController(c: NvmeController): Uint8Array {
   dv.setUint16(514, LIMITS.maxQueueEntries, true); // MAXCMD
   dv.setUint32(516, 1, true); // NN
   dv.setUint16(520, (1 << 2) | (1 << 3), true); // ONCS: DSM, Write Zeroes
-  b[525] = 0; // FNA
-  b[524] = 1; // VWC present
+  b[524] = 0; // FNA
+  b[525] = 1; // VWC present
   dv.setUint32(536, 0, true); // SGLS: none
   ascii(b, 768, 256, `nqn.2026-01.io.github.vfio-user-ts:nvme:${c.identity.serial}`);
   for (let i = 768 + `nqn.2026-01.io.github.vfio-user-ts:nvme:${c.identity.serial}`.length; i < 1024; i++) b[i] = 0;
@@ -96,6 +96,12 @@ function identify(c: NvmeController, sqe: Sqe): Completion {
       data[0] = 2; // NIDT: NGUID
       data[1] = 16;
       data.set(namespaceGuid(c.identity.serial), 4);
+      break;
+    }
+    case 0x06: {
+      // I/O command set specific controller data for the NVM set: all limits 0 = none beyond MDTS.
+      if (sqe.cdw11 >>> 24 !== 0) throw new NvmeStatus(SC.INVALID_FIELD, `command set ${sqe.cdw11 >>> 24}`);
+      data = new Uint8Array(4096);
       break;
     }
     default:

@@ -88,7 +88,7 @@ test('identify controller, namespace, active list and descriptors', async () => 
     assert.equal(dv.getUint32(516, true), 1, 'NN');
     assert.equal(id[512], 0x66);
     assert.equal(id[513], 0x44);
-    assert.equal(id[524], 1, 'volatile write cache');
+    assert.equal(id[525], 1, 'volatile write cache');
     assert.equal(dv.getUint16(520, true) & 0xc, 0xc, 'ONCS DSM + Write Zeroes');
     c = await h.admin({ opcode: 0x06, prp1: buf, nsid: 1, cdw10: 0 });
     assert.equal(c.code, 0);
