@@ -50,7 +50,13 @@ export function handleCommand(ctx: DeviceContext, conn: Connection, msg: Message
         conn.closeAfterReply = true;
         throw einval('first message must be VERSION');
       }
-      return negotiate(ctx, conn, msg);
+      try {
+        return negotiate(ctx, conn, msg);
+      } catch (e) {
+        // A failed handshake ends the connection, as in libvfio-user.
+        conn.closeAfterReply = true;
+        throw e;
+      }
     }
     fdsTaken = true;
     return dispatch(ctx, conn, msg);
@@ -153,17 +159,10 @@ function checkAccess(ctx: DeviceContext, index: number, offset: bigint, count: n
 
 function negotiate(ctx: DeviceContext, conn: Connection, msg: Message): HandlerResult {
   const req = decodeVersionWithCapabilities(msg.payload);
-  let minor: number;
-  try {
-    minor = negotiateMinor(req.major, req.minor);
-  } catch (e) {
-    conn.closeAfterReply = true;
-    throw e;
-  }
+  const minor = negotiateMinor(req.major, req.minor);
   const peer = req.capabilities;
   const page = native.pageSize();
   if (ctx.migration.supported && peer.migration && peer.present.has('migration') && peer.migration.pgsize % page !== 0) {
-    conn.closeAfterReply = true;
     throw einval(`client migration page size ${peer.migration.pgsize} is not a multiple of ${page}`);
   }
   // Reply only what the client offered (plus what it needs to know: our
