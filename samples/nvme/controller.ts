@@ -317,7 +317,8 @@ export class NvmeController {
   // ---- processing ------------------------------------------------------
 
   private get canRun(): boolean {
-    return this.enabled && this.running && this.quiesced === 0;
+    // No client (it is going away, e.g. after migrating out): its memory is not ours to touch.
+    return this.enabled && this.running && this.quiesced === 0 && this.ctx.connected;
   }
 
   /** Queue processing runs on a later turn of the event loop, never inside the access that rang the doorbell. */

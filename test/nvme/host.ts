@@ -69,14 +69,21 @@ export class NvmeHost {
   private heap = HEAP_START;
   private pollTimer: NodeJS.Timeout | null = null;
   interrupts = 0;
+  /** While set (the "VM" is paused for a migration), nothing is reaped and no doorbell is rung. */
+  paused = false;
 
   constructor(
     public client: VfioUserClient,
     readonly mem: GuestMemory,
   ) {
+    this.listen(client);
+  }
+
+  /** Counts the client's interrupts and reaps on each. */
+  listen(client: VfioUserClient): void {
     client.on('irq', () => {
       this.interrupts++;
-      this.poll();
+      if (client === this.client) this.poll();
     });
   }
 
@@ -257,6 +264,7 @@ export class NvmeHost {
 
   /** Reaps completions on every queue; rings CQ head doorbells. */
   poll(): number {
+    if (this.paused) return 0;
     let n = 0;
     for (const q of this.queues.values()) {
       let reaped = 0;
