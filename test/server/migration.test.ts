@@ -102,7 +102,7 @@ test('state machine: every (from, to) pair follows the shortest non-saving path,
         assert.deepEqual((await rig.call(Command.DEVICE_FEATURE, echo)).payload, echo);
         assert.equal(await stateOf(rig), to);
         const expected: string[] = [];
-        let cur = from;
+        let cur: number = from;
         for (const h of path) {
           expected.push(`${migStateName(cur)}>${migStateName(h)}`);
           cur = h;
