@@ -10,6 +10,8 @@ import { IO_OPC, LIMITS, SC } from './registers.js';
 const OK: Completion = { result: 0, status: 0 };
 const MAX_BYTES = PAGE_SIZE << LIMITS.mdts;
 const ZEROES = new Uint8Array(MAX_BYTES);
+/** Transfers up to this size use synchronous file calls (page-cache copies of a few microseconds); larger ones go to the thread pool. */
+export const SYNC_IO_MAX = 16 * 1024;
 
 function checkNs(nsid: number, allowBroadcast = false): void {
   if (nsid === 1) return;
@@ -24,7 +26,7 @@ function lbaRange(c: NvmeController, sqe: Sqe): { slba: number; nlb: number } {
   return { slba, nlb };
 }
 
-async function transfer(c: NvmeController, sqe: Sqe, write: boolean): Promise<Completion> {
+function transfer(c: NvmeController, sqe: Sqe, write: boolean): Completion | Promise<Completion> {
   const { slba, nlb } = lbaRange(c, sqe);
   const len = nlb << LBA_SHIFT;
   if (len > MAX_BYTES) throw new NvmeStatus(SC.INVALID_FIELD, `transfer of ${len} bytes exceeds MDTS`);
@@ -32,28 +34,51 @@ async function transfer(c: NvmeController, sqe: Sqe, write: boolean): Promise<Co
   const segs = prpSegments(c.mem, sqe.prp1, sqe.prp2, len);
   // A read from the namespace writes guest memory, and the other way round.
   const views = viewsOf(c.mem, segs, !write);
-  try {
-    const bufs = views.map((v) => v.bytes);
-    if (bufs.some((b, i) => b.length !== segs[i]!.len)) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'guest memory unmapped during the transfer');
-    try {
-      if (write) await c.ns.write(slba * LBA_SIZE, bufs);
-      else await c.ns.read(slba * LBA_SIZE, bufs);
-    } catch (e) {
-      throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
-    }
-    if (write && sqe.cdw12 & (1 << 30)) await c.ns.flush(); // FUA
-  } finally {
+  const release = (): void => {
     for (const v of views) v.release();
+  };
+  const bufs = views.map((v) => v.bytes);
+  const fail = (e: unknown): never => {
+    if (e instanceof NvmeStatus) throw e;
+    throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
+  };
+  const account = (): Completion => {
+    const st = c.ns.stats;
+    if (write) {
+      st.writeCommands++;
+      st.blocksWritten += nlb;
+    } else {
+      st.readCommands++;
+      st.blocksRead += nlb;
+    }
+    return OK;
+  };
+  const fua = write && (sqe.cdw12 & (1 << 30)) !== 0;
+  if (len <= SYNC_IO_MAX && !fua) {
+    try {
+      if (write) c.ns.writeSync(slba * LBA_SIZE, bufs);
+      else c.ns.readSync(slba * LBA_SIZE, bufs);
+    } catch (e) {
+      fail(e);
+    } finally {
+      release();
+    }
+    return account();
   }
-  const st = c.ns.stats;
-  if (write) {
-    st.writeCommands++;
-    st.blocksWritten += nlb;
-  } else {
-    st.readCommands++;
-    st.blocksRead += nlb;
-  }
-  return OK;
+  return (async () => {
+    try {
+      try {
+        if (write) await c.ns.write(slba * LBA_SIZE, bufs);
+        else await c.ns.read(slba * LBA_SIZE, bufs);
+      } catch (e) {
+        fail(e);
+      }
+      if (fua) await c.ns.flush();
+    } finally {
+      release();
+    }
+    return account();
+  })();
 }
 
 async function writeZeroes(c: NvmeController, sqe: Sqe): Promise<Completion> {

@@ -1,7 +1,7 @@
 // One NVMe namespace backed by a regular file: 512-byte LBAs, size fixed at
 // creation. Data moves between the file and guest memory with vectored,
 // asynchronous file I/O straight from/to the DMA views (no copy in JS).
-import { closeSync, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readv, writev } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readv, readvSync, writev, writevSync } from 'node:fs';
 
 export const LBA_SHIFT = 9;
 export const LBA_SIZE = 1 << LBA_SHIFT;
@@ -88,6 +88,23 @@ export class Namespace {
     return vectored(writev, this.fd, bufs, pos);
   }
 
+  /** Synchronous variants for small transfers (a page-cache hit costs less than a thread-pool round trip). */
+  readSync(pos: number, bufs: Uint8Array[]): void {
+    let done = 0;
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    while (done < total) {
+      const n = readvSync(this.fd, skip(bufs, done), pos + done);
+      if (n === 0) throw Object.assign(new Error('short read (end of file)'), { code: 'EIO' });
+      done += n;
+    }
+  }
+
+  writeSync(pos: number, bufs: Uint8Array[]): void {
+    let done = 0;
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    while (done < total) done += writevSync(this.fd, skip(bufs, done), pos + done);
+  }
+
   flush(): Promise<void> {
     return new Promise((resolve, reject) => fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
   }
@@ -98,3 +115,18 @@ export class Namespace {
   }
 }
 
+
+/** The buffers after the first `n` bytes. */
+function skip(bufs: Uint8Array[], n: number): Uint8Array[] {
+  if (n === 0) return bufs;
+  const out: Uint8Array[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}
