@@ -1,17 +1,9 @@
+import { DeviceState } from '../protocol/constants.js';
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError } from '../protocol/errors.js';
 
 /** VFIO device states (values on the wire, VFIO_DEVICE_STATE_*). */
-export const MigState = {
-  ERROR: 0,
-  STOP: 1,
-  RUNNING: 2,
-  STOP_COPY: 3,
-  RESUMING: 4,
-  RUNNING_P2P: 5,
-  PRE_COPY: 6,
-  PRE_COPY_P2P: 7,
-} as const;
+export const MigState = DeviceState;
 export type MigStateValue = (typeof MigState)[keyof typeof MigState];
 
 export const migStateName = (s: number): string =>

@@ -19,6 +19,7 @@ import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { encodeMigDataReadReply } from '../protocol/mig-data.js';
 import type { MigrationCallbacks, MigrationStateName } from './device.js';
 import type { DmaTable } from './dma-table.js';
+import { concatBytes } from '../util/bytes.js';
 import { MigState, migStateName, transitionPath } from './migration-fsm.js';
 
 /**
@@ -190,7 +191,7 @@ export class MigrationController {
       parts.push(chunk);
       have += chunk.length;
     }
-    const data = parts.length === 1 ? parts[0]! : concat(parts, have);
+    const data = parts.length === 1 ? parts[0]! : concatBytes(parts);
     // Zero padding up to the requested size: libvfio-user's client reads
     // exactly 8 + size bytes; a spec client uses the size field.
     return encodeMigDataReadReply(data, size);
@@ -238,14 +239,3 @@ function encodeEcho(req: DecodedDeviceFeature): Uint8Array {
   out.set(req.data, 8);
   return out;
 }
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-

@@ -1,6 +1,7 @@
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { crc32 } from '../util/crc32.js';
+import { concatBytes } from '../util/bytes.js';
 import type { MigrationCallbacks, MigrationStateName } from './device.js';
 
 /**
@@ -55,7 +56,7 @@ export function encodeState(tag: string, sections: StateSections): Uint8Array {
     new DataView(len.buffer).setBigUint64(0, BigInt(sections[n]!.length), true);
     parts.push(len, sections[n]!);
   }
-  const body = concat(parts);
+  const body = concatBytes(parts);
   const out = new Uint8Array(body.length + 4);
   out.set(body);
   new DataView(out.buffer).setUint32(body.length, crc32(body), true);
@@ -121,7 +122,7 @@ export function stateMigration(spec: StateMigrationSpec): MigrationCallbacks {
       } else if (to === 'RESUMING') {
         incoming = [];
       } else if (to === 'STOP' && from === 'RESUMING') {
-        const state = decodeState(spec.tag, concat(incoming));
+        const state = decodeState(spec.tag, concatBytes(incoming));
         incoming = [];
         spec.load(state);
       } else if (from === 'STOP_COPY') {
@@ -140,14 +141,4 @@ export function stateMigration(spec: StateMigrationSpec): MigrationCallbacks {
       incoming.push(data.slice());
     },
   };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

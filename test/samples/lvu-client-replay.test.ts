@@ -24,6 +24,7 @@ import { Endpoint } from '../../src/transport/endpoint.js';
 import { SocketTransport } from '../../src/transport/socket-transport.js';
 import type { Message } from '../../src/transport/types.js';
 import { BAR1_SIZE, createTimerDevice, crc32 } from '../../samples/timer-device.js';
+import { concatBytes } from '../../src/util/bytes.js';
 
 const PAGE = 4096;
 
@@ -39,15 +40,7 @@ function u64le(...v: bigint[]): Uint8Array {
   v.forEach((x, i) => dv.setBigUint64(i * 8, x, true));
   return out;
 }
-const cat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
+const cat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 const now = (): bigint => BigInt(Math.floor(Date.now() / 1000));
 
 async function waitEventfd(fd: number, timeoutMs: number): Promise<bigint> {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Framer, type FrameEvent } from '../../src/transport/framer.js';
 import { FramingFatalError } from '../../src/transport/errors.js';
 import { encodeMessage, decodeHeader } from '../../src/protocol/header.js';
+import { concatBytes } from '../../src/util/bytes.js';
 
 const limits = { maxMessageSize: 4096, maxDrainSize: 1 << 20 };
 
@@ -10,15 +11,7 @@ function msg(id: number, command: number, payloadLen: number, fill = id): Uint8A
   return encodeMessage({ msgId: id, command, flags: 0, error: 0 }, new Uint8Array(payloadLen).fill(fill));
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 
 function messages(evs: FrameEvent[]) {
   return evs.filter((e) => e.type === 'message').map((e) => (e as Extract<FrameEvent, { type: 'message' }>).msg);
