@@ -4,6 +4,8 @@ import {
   FLAG_NO_REPLY,
   TYPE_COMMAND,
   TYPE_REPLY,
+  HEADER_SIZE,
+  encodeHeader,
   encodeMessage,
   isReply,
   type MessageHeader,
@@ -32,6 +34,13 @@ export interface EndpointHandlers {
   onFramingError?: (err: FramingError) => void;
   onClose?: (err?: Error) => void;
 }
+
+/**
+ * Payloads from this size on are sent after their header instead of being
+ * copied into one message buffer: for 1 MiB transfers that copy (into a
+ * freshly allocated, page-faulting buffer) cost more than the send.
+ */
+const COPY_LIMIT = 64 * 1024;
 
 interface Pending {
   command: number;
@@ -126,7 +135,6 @@ export class Endpoint {
   request(command: number, payload?: Uint8Array, opts: RequestOptions = {}): Promise<Message> {
     if (this.transport.closed) return Promise.reject(new TransportClosedError());
     const msgId = this.allocId();
-    const data = encodeMessage({ msgId, command, flags: TYPE_COMMAND, error: 0 }, payload);
     return new Promise<Message>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
       const p: Pending = { command, resolve, reject, timer: null, dead: false };
@@ -141,7 +149,7 @@ export class Endpoint {
       if (list) list.push(p);
       else this.pending.set(msgId, [p]);
       try {
-        this.transport.send(data, opts.fds, opts.ownFds);
+        this.sendMessage({ msgId, command, flags: TYPE_COMMAND, error: 0 }, payload, opts.fds, opts.ownFds);
       } catch (e) {
         if (p.timer) clearTimeout(p.timer);
         p.dead = true;
@@ -153,8 +161,7 @@ export class Endpoint {
   /** Sends a command with NO_REPLY. */
   post(command: number, payload?: Uint8Array, fds?: readonly number[]): boolean {
     const msgId = this.allocId();
-    const data = encodeMessage({ msgId, command, flags: TYPE_COMMAND | FLAG_NO_REPLY, error: 0 }, payload);
-    return this.transport.send(data, fds);
+    return this.sendMessage({ msgId, command, flags: TYPE_COMMAND | FLAG_NO_REPLY, error: 0 }, payload, fds);
   }
 
   /**
@@ -170,13 +177,27 @@ export class Endpoint {
       if (ownFds && fds) this.closeFds(fds);
       return;
     }
-    this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY, error: 0 }, payload), fds, ownFds);
+    this.sendMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY, error: 0 }, payload, fds, ownFds);
   }
 
   /** Error reply: header only, as the spec requires. Skipped for NO_REPLY. */
   replyError(to: MessageHeader, errno: number): void {
     if (to.flags & FLAG_NO_REPLY || this.transport.closed) return;
     this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY | FLAG_ERROR, error: errno }));
+  }
+
+  /**
+   * Sends header + payload. A payload of COPY_LIMIT bytes or more is not
+   * copied behind the header into a new buffer: the 16-byte header and the
+   * payload go to the transport one after the other (the stream carries
+   * them back to back; fds ride with the header). Such a payload must not be
+   * changed until sent; every caller here passes a freshly encoded one.
+   */
+  private sendMessage(h: Omit<MessageHeader, 'msgSize'>, payload: Uint8Array | undefined, fds?: readonly number[], ownFds = false): boolean {
+    if (!payload || payload.length < COPY_LIMIT) return this.transport.send(encodeMessage(h, payload), fds, ownFds);
+    const first = this.transport.send(encodeHeader({ ...h, msgSize: HEADER_SIZE + payload.length }), fds, ownFds);
+    if (this.transport.closed) return false;
+    return this.transport.send(payload) && first;
   }
 
   close(opts?: { timeoutMs?: number }): Promise<void> {
