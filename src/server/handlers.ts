@@ -268,15 +268,36 @@ function regionIoFds(ctx: DeviceContext, payload: Uint8Array): HandlerResult {
   return attachFds ? { payload: out, fds } : out;
 }
 
-async function writeMulti(ctx: DeviceContext, payload: Uint8Array): Promise<HandlerResult> {
+/**
+ * Synchronous while the device's write callbacks are: a promise (and with it
+ * the connection's deadline timer and queue hold) only once one of them
+ * returns a promise. QEMU sends these posted, many in a row.
+ */
+function writeMulti(ctx: DeviceContext, payload: Uint8Array): HandlerResult | Promise<HandlerResult> {
   const req = decodeWriteMultiRequest(payload);
   // Validate every entry before applying any, so a bad batch changes nothing.
   const offsets = req.entries.map((e) => checkAccess(ctx, e.region, e.offset, e.count));
-  let done = 0;
-  for (const [i, e] of req.entries.entries()) {
+  const entries = req.entries;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const r = ctx.region(e.region).write(offsets[i]!, e.data.subarray(0, e.count));
+    if (isPromise(r)) return finishWriteMulti(ctx, entries, offsets, i, r);
+  }
+  return encodeWriteMultiReply({ wrCnt: BigInt(entries.length) });
+}
+
+async function finishWriteMulti(
+  ctx: DeviceContext,
+  entries: readonly { region: number; count: number; data: Uint8Array }[],
+  offsets: readonly number[],
+  at: number,
+  pending: Promise<unknown>,
+): Promise<HandlerResult> {
+  await pending;
+  for (let i = at + 1; i < entries.length; i++) {
+    const e = entries[i]!;
     const r = ctx.region(e.region).write(offsets[i]!, e.data.subarray(0, e.count));
     if (isPromise(r)) await r;
-    done++;
   }
-  return encodeWriteMultiReply({ wrCnt: BigInt(done) });
+  return encodeWriteMultiReply({ wrCnt: BigInt(entries.length) });
 }
