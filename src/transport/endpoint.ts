@@ -5,7 +5,6 @@ import {
   TYPE_COMMAND,
   TYPE_REPLY,
   HEADER_SIZE,
-  encodeHeader,
   encodeMessage,
   isReply,
   type MessageHeader,
@@ -41,6 +40,31 @@ export interface EndpointHandlers {
  * freshly allocated, page-faulting buffer) cost more than the send.
  */
 const COPY_LIMIT = 64 * 1024;
+
+/**
+ * A new buffer of 16 + `extra` bytes starting with the header (little
+ * endian, written byte by byte: no DataView or header object per message).
+ */
+function headerBytes(h: Omit<MessageHeader, 'msgSize'>, msgSize: number, extra: number): Uint8Array {
+  const b = new Uint8Array(HEADER_SIZE + extra);
+  b[0] = h.msgId;
+  b[1] = h.msgId >>> 8;
+  b[2] = h.command;
+  b[3] = h.command >>> 8;
+  b[4] = msgSize;
+  b[5] = msgSize >>> 8;
+  b[6] = msgSize >>> 16;
+  b[7] = msgSize >>> 24;
+  b[8] = h.flags;
+  b[9] = h.flags >>> 8;
+  b[10] = h.flags >>> 16;
+  b[11] = h.flags >>> 24;
+  b[12] = h.error;
+  b[13] = h.error >>> 8;
+  b[14] = h.error >>> 16;
+  b[15] = h.error >>> 24;
+  return b;
+}
 
 interface Pending {
   command: number;
@@ -194,10 +218,15 @@ export class Endpoint {
    * changed until sent; every caller here passes a freshly encoded one.
    */
   private sendMessage(h: Omit<MessageHeader, 'msgSize'>, payload: Uint8Array | undefined, fds?: readonly number[], ownFds = false): boolean {
-    if (!payload || payload.length < COPY_LIMIT) return this.transport.send(encodeMessage(h, payload), fds, ownFds);
-    const first = this.transport.send(encodeHeader({ ...h, msgSize: HEADER_SIZE + payload.length }), fds, ownFds);
+    const n = payload ? payload.length : 0;
+    if (n < COPY_LIMIT) {
+      const out = headerBytes(h, HEADER_SIZE + n, n);
+      if (payload) out.set(payload, HEADER_SIZE);
+      return this.transport.send(out, fds, ownFds);
+    }
+    const first = this.transport.send(headerBytes(h, HEADER_SIZE + n, 0), fds, ownFds);
     if (this.transport.closed) return false;
-    return this.transport.send(payload) && first;
+    return this.transport.send(payload!) && first;
   }
 
   close(opts?: { timeoutMs?: number }): Promise<void> {

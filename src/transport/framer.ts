@@ -1,4 +1,4 @@
-import { HEADER_SIZE, decodeHeader, type MessageHeader } from '../protocol/header.js';
+import { HEADER_SIZE, type MessageHeader } from '../protocol/header.js';
 import { FramingFatalError } from './errors.js';
 import type { Message, TransportLimits } from './types.js';
 
@@ -70,7 +70,15 @@ export class Framer {
           this.hdrFilled += take;
           pos += take;
           if (this.hdrFilled < HEADER_SIZE) break;
-          const h = decodeHeader(this.hdr);
+          const b = this.hdr;
+          // Inline little-endian decode (decodeHeader's DataView per message shows in profiles).
+          const h: MessageHeader = {
+            msgId: b[0]! | (b[1]! << 8),
+            command: b[2]! | (b[3]! << 8),
+            msgSize: (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0,
+            flags: (b[8]! | (b[9]! << 8) | (b[10]! << 16) | (b[11]! << 24)) >>> 0,
+            error: (b[12]! | (b[13]! << 8) | (b[14]! << 16) | (b[15]! << 24)) >>> 0,
+          };
           this.hdrFilled = 0;
           if (h.msgSize < HEADER_SIZE) {
             throw new FramingFatalError(`msg_size ${h.msgSize} is smaller than the header`);
