@@ -53,6 +53,12 @@ export class Connection {
   private readonly queue: Message[] = [];
   private busy = false;
   private paused = false;
+  /**
+   * Our replies are piling up unsent (the client is not reading): no more
+   * commands run, and the socket is not read, until the queue drains. Without
+   * this a client that never reads makes us buffer replies without bound.
+   */
+  private outputBlocked = false;
   private closedFlag = false;
   /** Jobs that run in the queue's order once it drains (disconnect cleanup). */
   private readonly tailJobs: (() => Promise<void> | void)[] = [];
@@ -64,6 +70,7 @@ export class Connection {
     private readonly onClosed: (conn: Connection) => void,
   ) {
     this.endpoint = new Endpoint(transport, { requestTimeoutMs: opts.requestTimeoutMs });
+    transport.setHandlers({ onDrain: () => this.onOutputDrained() });
     this.endpoint.setHandlers({
       onCommand: (m) => this.enqueue(m),
       onFramingError: (e) => {
@@ -75,6 +82,8 @@ export class Connection {
       onClose: (err) => {
         if (err) opts.logger.debug(`connection closed: ${err.message}`);
         this.closedFlag = true;
+        // No drain will come: let the queue (and the cleanup behind it) run.
+        this.outputBlocked = false;
         // The twin socket lives and dies with the main connection.
         if (this.twin && !this.twin.closed) void this.twin.close();
         this.onClosed(this);
@@ -114,7 +123,7 @@ export class Connection {
   }
 
   private enqueue(msg: Message): void {
-    if (!this.busy && this.queue.length === 0) {
+    if (!this.busy && !this.outputBlocked && this.queue.length === 0) {
       // Fast path: nothing ahead of it, handle it now without queueing.
       this.run(msg);
       return;
@@ -133,8 +142,23 @@ export class Connection {
     if (!this.busy) this.drain();
   }
 
+  /** The client read enough of our replies: carry on. */
+  private onOutputDrained(): void {
+    if (!this.outputBlocked) return;
+    this.outputBlocked = false;
+    if (!this.paused) this.transport.resume();
+    this.drain();
+  }
+
+  /** Tracks what a reply's send() said about the send queue. */
+  private noteSent(queuedBelowMark: boolean): void {
+    if (queuedBelowMark || this.outputBlocked || this.closedFlag || this.transport.closed) return;
+    this.outputBlocked = true;
+    this.transport.pause();
+  }
+
   private drain(): void {
-    while (!this.busy) {
+    while (!this.busy && !this.outputBlocked) {
       const msg = this.queue.shift();
       if (msg) {
         if (this.paused && this.queue.length < this.opts.maxQueuedCommands / 2) {
@@ -200,9 +224,9 @@ export class Connection {
       if (r && !(r instanceof Uint8Array) && r.ownFds && r.fds) this.transport.releaseFds(r.fds);
       return;
     }
-    if (r instanceof Uint8Array) this.endpoint.reply(h, r);
-    else if (r) this.endpoint.reply(h, r.payload, r.fds, r.ownFds);
-    else this.endpoint.reply(h);
+    if (r instanceof Uint8Array) this.noteSent(this.endpoint.reply(h, r));
+    else if (r) this.noteSent(this.endpoint.reply(h, r.payload, r.fds, r.ownFds));
+    else this.noteSent(this.endpoint.reply(h));
     this.maybeClose();
   }
 
@@ -216,7 +240,7 @@ export class Connection {
     const errno = errnoOf(e);
     const level = e instanceof ProtocolError ? 'debug' : 'warn';
     this.opts.logger[level](`${commandName(h.command)} (id ${h.msgId}) failed: ${(e as Error)?.message ?? e}`);
-    this.endpoint.replyError(h, errno);
+    this.noteSent(this.endpoint.replyError(h, errno));
     this.maybeClose();
   }
 

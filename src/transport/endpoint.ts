@@ -190,24 +190,25 @@ export class Endpoint {
 
   /**
    * Answers a command. Does nothing for a NO_REPLY command: QEMU treats any
-   * reply to a posted write as a protocol error.
+   * reply to a posted write as a protocol error. Returns false when the
+   * transport's send queue is above its high-water mark (see onDrain).
    */
-  reply(to: MessageHeader, payload?: Uint8Array, fds?: readonly number[], ownFds = false): void {
+  reply(to: MessageHeader, payload?: Uint8Array, fds?: readonly number[], ownFds = false): boolean {
     if (to.flags & FLAG_NO_REPLY) {
       if (ownFds && fds) this.closeFds(fds);
-      return;
+      return true;
     }
     if (this.transport.closed) {
       if (ownFds && fds) this.closeFds(fds);
-      return;
+      return true;
     }
-    this.sendMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY, error: 0 }, payload, fds, ownFds);
+    return this.sendMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY, error: 0 }, payload, fds, ownFds);
   }
 
   /** Error reply: header only, as the spec requires. Skipped for NO_REPLY. */
-  replyError(to: MessageHeader, errno: number): void {
-    if (to.flags & FLAG_NO_REPLY || this.transport.closed) return;
-    this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY | FLAG_ERROR, error: errno }));
+  replyError(to: MessageHeader, errno: number): boolean {
+    if (to.flags & FLAG_NO_REPLY || this.transport.closed) return true;
+    return this.transport.send(encodeMessage({ msgId: to.msgId, command: to.command, flags: TYPE_REPLY | FLAG_ERROR, error: errno }));
   }
 
   /**
