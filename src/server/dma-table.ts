@@ -177,6 +177,9 @@ export class DmaTable {
    */
   add(args: DmaMapArgs): DmaRegion | null {
     if (args.size === 0n) throw new ProtocolError(Errno.EINVAL, 'DMA region of size 0');
+    // Offsets inside a region are JS numbers (segments, views, dirty bitmaps):
+    // beyond 2^53 they stop being exact. No machine has that much memory.
+    if (args.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(Errno.ENOSPC, 'DMA region larger than 2^53 - 1 bytes');
     if (args.iova + args.size > U64_LIMIT) throw new ProtocolError(Errno.EINVAL, 'DMA region wraps past 2^64');
     if (args.fd !== null && args.offset + args.size > U64_LIMIT) throw new ProtocolError(Errno.EINVAL, 'DMA file range wraps');
     const idx = this.lowerBound(args.iova);
@@ -252,6 +255,7 @@ export class DmaTable {
       if (!r) throw new ProtocolError(Errno.ENOENT, `IOVA ${hex(cur)} is not mapped`);
       const off = Number(cur - r.iova);
       const n = Math.min(length - done, Number(r.size) - off);
+      if (!(n > 0)) throw new ProtocolError(Errno.EFAULT, `bad DMA segment at ${hex(cur)}`);
       out.push({ region: r, offset: off, length: n, at: done });
       done += n;
       cur += BigInt(n);
