@@ -128,7 +128,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     this.migration = new MigrationController(description.migration, {
       table: this.dmaTable,
       maxBitmapSize: this.options.maxDirtyBitmapSize,
-      quiesce: () => this.quiesce(),
+      quiesced: (fn) => this.quiesced(fn),
     });
   }
 
@@ -247,12 +247,12 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   private onFlr(): void {
     // The config write that triggered FLR is being handled; run the reset right after it, in order.
     const conn = this.conn;
-    const run = async () => {
-      await this.quiesce();
-      this.msix?.reset();
-      this.msixTableDriven = false;
-      await this.description.reset?.('flr');
-    };
+    const run = () =>
+      this.quiesced(async () => {
+        this.msix?.reset();
+        this.msixTableDriven = false;
+        await this.description.reset?.('flr');
+      });
     if (conn) conn.runAfterQueue(run);
     else void run();
   }
@@ -313,16 +313,26 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     return this.conn;
   }
 
-  /** Runs the device's quiesce hook (the command queue waits for it). */
-  async quiesce(): Promise<void> {
+  /**
+   * Runs `fn` with the device quiesced: the device's quiesce hook first (the
+   * command queue waits for it), its resume hook once `fn` is done, whether
+   * it succeeded or not.
+   */
+  async quiesced<T>(fn: () => Promise<T> | T): Promise<T> {
     await this.description.quiesce?.();
+    try {
+      return await fn();
+    } finally {
+      await this.description.resume?.();
+    }
   }
 
   /** Device reset with a reason; returns migration to RUNNING. */
-  async reset(reason: ResetReason): Promise<void> {
-    await this.quiesce();
-    await this.description.reset?.(reason);
-    if (reason === 'device-reset') await this.migration.resetToRunning();
+  reset(reason: ResetReason): Promise<void> {
+    return this.quiesced(async () => {
+      await this.description.reset?.(reason);
+      if (reason === 'device-reset') await this.migration.resetToRunning();
+    });
   }
 
   /**
@@ -428,9 +438,15 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     });
   }
 
-  private async dropClientState(): Promise<void> {
-    await this.quiesce();
-    await this.migration.clientGone();
+  private dropClientState(): Promise<void> {
+    return this.quiesced(() => this.dropClientStateQuiesced());
+  }
+
+  /**
+   * The client's memory and interrupts go first, so that a device resuming
+   * work below (an abandoned pre-copy returns to RUNNING) cannot reach them.
+   */
+  private async dropClientStateQuiesced(): Promise<void> {
     for (const r of this.dmaTable.removeAll()) {
       try {
         await this.description.dma?.onUnmap?.(r.info());
@@ -442,6 +458,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     }
     this.dmaTable.stopLogging();
     this.irqs.dropClient();
+    await this.migration.clientGone();
     try {
       await this.description.reset?.('lost-connection');
     } catch (e) {

@@ -105,5 +105,7 @@ export interface DeviceDescription {
    * disconnect handling; the command queue waits until it resolves.
    */
   quiesce?(): void | Promise<void>;
+  /** Called when the operation that needed quiesce is over: the device may start work again. */
+  resume?(): void | Promise<void>;
   migration?: MigrationCallbacks;
 }

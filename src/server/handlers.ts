@@ -200,25 +200,26 @@ async function dmaMap(ctx: DeviceContext, payload: Uint8Array, fds: number[]): P
   try {
     const req = decodeDmaMapRequest(payload);
     if (fd === null && req.flags & (DmaMapFlags.MMAP | DmaMapFlags.FILE_IO)) throw einval('DMA_MAP MMAP/FILE_IO without an fd');
-    await ctx.quiesce();
-    const region = ctx.dmaTable.add({
-      iova: req.address,
-      size: req.size,
-      offset: req.offset,
-      readable: (req.flags & DmaMapFlags.READ) !== 0,
-      writable: (req.flags & DmaMapFlags.WRITE) !== 0,
-      fd,
+    await ctx.quiesced(async () => {
+      const region = ctx.dmaTable.add({
+        iova: req.address,
+        size: req.size,
+        offset: req.offset,
+        readable: (req.flags & DmaMapFlags.READ) !== 0,
+        writable: (req.flags & DmaMapFlags.WRITE) !== 0,
+        fd,
+      });
+      if (region === null) return; // identical to an existing map: accepted, new fd closed below
+      fd = null; // the region owns it now
+      try {
+        await ctx.description.dma?.onMap?.(region.info());
+        ctx.notifyDmaMapped(region);
+      } catch (e) {
+        ctx.dmaTable.remove(region.iova, region.size);
+        region.release();
+        throw e;
+      }
     });
-    if (region === null) return; // identical to an existing map: accepted, new fd closed below
-    fd = null; // the region owns it now
-    try {
-      await ctx.description.dma?.onMap?.(region.info());
-      ctx.notifyDmaMapped(region);
-    } catch (e) {
-      ctx.dmaTable.remove(region.iova, region.size);
-      region.release();
-      throw e;
-    }
     return;
   } finally {
     if (fd !== null) native.close(fd);
@@ -231,17 +232,18 @@ async function dmaUnmap(ctx: DeviceContext, payload: Uint8Array): Promise<Handle
     // Migration v1's dirty bitmap on unmap is not part of the current spec.
     throw einval('DMA_UNMAP GET_DIRTY_BITMAP (migration v1) is not supported');
   }
-  await ctx.quiesce();
-  const removed: DmaRegion[] = req.flags & DmaUnmapFlags.ALL ? ctx.dmaTable.removeAll() : [ctx.dmaTable.remove(req.address, req.size)];
-  for (const r of removed) {
-    try {
-      await ctx.description.dma?.onUnmap?.(r.info());
-    } finally {
-      await ctx.revokeWorkerMappings(r);
-      // Unmapping detaches every view the device still holds: they read as empty from now on.
-      r.release();
+  await ctx.quiesced(async () => {
+    const removed: DmaRegion[] = req.flags & DmaUnmapFlags.ALL ? ctx.dmaTable.removeAll() : [ctx.dmaTable.remove(req.address, req.size)];
+    for (const r of removed) {
+      try {
+        await ctx.description.dma?.onUnmap?.(r.info());
+      } finally {
+        await ctx.revokeWorkerMappings(r);
+        // Unmapping detaches every view the device still holds: they read as empty from now on.
+        r.release();
+      }
     }
-  }
+  });
   return encodeDmaUnmapReply({ argsz: req.argsz, flags: req.flags, address: req.address, size: req.size });
 }
 

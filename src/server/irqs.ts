@@ -1,4 +1,7 @@
 import { native, type PollerHandle } from '../native/binding.js';
+import { isEventFd } from '../native/fds.js';
+import { Errno } from '../protocol/errno.js';
+import { ProtocolError } from '../protocol/errors.js';
 import { IrqIndex, IrqInfoFlags, NUM_IRQS, SetIrqsFlags } from '../protocol/constants.js';
 import { classifySetIrqs, validateSetIrqs, type SetIrqsRequest } from '../protocol/set-irqs.js';
 import type { Logger } from '../util/logger.js';
@@ -113,12 +116,8 @@ export class IrqTable {
           s.pending.fill(false);
           break;
         case 'assign-eventfds':
-          for (let j = 0; j < count; j++) {
-            const fd = fds[j]!;
-            // A blocking fd (a pipe posing as an eventfd) must never stall the event loop.
-            native.setNonBlocking(fd, true);
-            this.setFd(s, start + j, fd);
-          }
+          checkEventFds(fds);
+          for (let j = 0; j < count; j++) this.setFd(s, start + j, fds[j]!);
           kept = true;
           // A vector that was raised while nobody listened is not replayed:
           // only masked-pending vectors are.
@@ -145,11 +144,11 @@ export class IrqTable {
         case 'mask-eventfd':
         case 'unmask-eventfd': {
           const map = op === 'mask-eventfd' ? s.maskFd : s.unmaskFd;
+          checkEventFds(fds);
           for (let j = 0; j < count; j++) {
             this.dropWatch(map, start + j);
             const fd = fds[j];
             if (fd === undefined) continue;
-            native.setNonBlocking(fd, true);
             this.watch(map, req.index, start + j, fd, op === 'mask-eventfd');
           }
           kept = fds.length > 0;
@@ -265,6 +264,16 @@ export class IrqTable {
       s.pending.fill(false);
     }
   }
+}
+
+/**
+ * Interrupt fds must be eventfds. We do not flip them to non-blocking: the
+ * flag lives in the file description the client shares, and libvfio-user's
+ * sample client reads its irqfd blocking. An eventfd write cannot block
+ * short of a counter overflow; a pipe's could, so anything else is refused.
+ */
+function checkEventFds(fds: readonly number[]): void {
+  for (const fd of fds) if (!isEventFd(fd)) throw new ProtocolError(Errno.EINVAL, `fd for an interrupt is not an eventfd`);
 }
 
 function safeClose(fd: number): void {

@@ -36,8 +36,8 @@ export class MigrationFatalError extends VfioUserError {
 export interface MigrationDeps {
   table: DmaTable;
   maxBitmapSize: number;
-  /** Run before any non-probe SET (the device's quiesce hook). */
-  quiesce(): Promise<void> | void;
+  /** Runs a non-probe SET with the device quiesced (its quiesce and resume hooks). */
+  quiesced<T>(fn: () => Promise<T> | T): Promise<T>;
   /** Told after every state change (the context gates DMA and IRQs on it). */
   onState?(state: number): void;
 }
@@ -105,8 +105,7 @@ export class MigrationController {
           checkFeatureArgsz(req.argsz, 16);
           return encodeDeviceFeatureGetReply(req.flags, encodeMigDeviceState({ deviceState: this.stateValue, dataFd: 0 }));
         }
-        await this.deps.quiesce();
-        await this.transition(decodeMigDeviceState(req.data).deviceState);
+        await this.deps.quiesced(() => this.transition(decodeMigDeviceState(req.data).deviceState));
         // Byte-identical echo: libvfio-user's client compares it with memcmp.
         return encodeEcho(req);
       case DeviceFeature.DMA_LOGGING_START: {
@@ -116,15 +115,13 @@ export class MigrationController {
         if (!Number.isSafeInteger(ps)) throw new ProtocolError(Errno.EINVAL, 'logging page size too large');
         const cur = this.deps.table.loggingPageSize;
         if (cur !== null && cur !== ps) throw new ProtocolError(Errno.EINVAL, `dirty logging already on with page size ${cur}`);
-        await this.deps.quiesce();
         // Every fd-backed region is logged, whatever the ranges: reporting is
         // per requested range, so logging more is invisible to the client.
-        if (cur === null) this.deps.table.startLogging(ps);
+        if (cur === null) await this.deps.quiesced(() => this.deps.table.startLogging(ps));
         return encodeEcho(req);
       }
       case DeviceFeature.DMA_LOGGING_STOP:
-        await this.deps.quiesce();
-        this.deps.table.stopLogging();
+        await this.deps.quiesced(() => this.deps.table.stopLogging());
         return encodeEcho(req);
       case DeviceFeature.DMA_LOGGING_REPORT:
         return this.report(req);

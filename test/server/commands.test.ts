@@ -454,3 +454,36 @@ test('GET_REGION_IO_FDS hands out the ioeventfds a device registered; signalling
     await rig.close();
   }
 });
+
+test('quiesce and resume bracket every operation that needs a quiet device; a lost client loses its memory before the device runs again', async () => {
+  const log: string[] = [];
+  const rig = await startRig('memory', {
+    vendorId: 1,
+    deviceId: 2,
+    quiesce: async () => {
+      await settle(5);
+      log.push('quiesce');
+    },
+    resume: () => void log.push('resume'),
+    dma: { onMap: () => void log.push('map'), onUnmap: () => void log.push('unmap') },
+    reset: (r) => void log.push(`reset:${r}`),
+    migration: { transition: (to) => void log.push(`->${to}`), read: () => new Uint8Array(0), write: () => {} },
+  });
+  try {
+    const mem = native.memfdCreate('g', false);
+    native.ftruncate(mem, 4096);
+    await rig.call(Command.DMA_MAP, encodeDmaMapRequest({ flags: 3, offset: 0n, address: 0n, size: 4096n }), [mem]);
+    native.close(mem);
+    assert.deepEqual(log.splice(0), ['quiesce', 'map', 'resume']);
+    await rig.call(Command.DEVICE_RESET);
+    assert.deepEqual(log.splice(0), ['quiesce', 'reset:device-reset', 'resume']);
+    const { encodeDeviceFeatureRequest, encodeMigDeviceState } = await import('../../src/protocol/device-feature.js');
+    await rig.call(Command.DEVICE_FEATURE, encodeDeviceFeatureRequest({ flags: 0x20002, data: encodeMigDeviceState({ deviceState: 6, dataFd: 0 }) }));
+    assert.deepEqual(log.splice(0), ['quiesce', '->PRE_COPY', 'resume']);
+    void rig.ep.close();
+    await rig.ctx.waitForDisconnect();
+    assert.deepEqual(log.splice(0), ['quiesce', 'unmap', '->RUNNING', 'reset:lost-connection', 'resume']);
+  } finally {
+    await rig.close();
+  }
+});
