@@ -18,6 +18,18 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'exercise every command of the timer sample, then live-migrate it',
     load: async () => (await import('./client.js')).clientCommand,
   },
+  nvme: {
+    summary: 'run the NVMe controller sample (one namespace backed by a file)',
+    load: async () => {
+      const m = await import('./nvme.js');
+      return {
+        name: 'nvme',
+        summary: 'run the NVMe controller sample (one namespace backed by a file)',
+        usage: m.NVME_USAGE,
+        run: (args, io) => m.nvmeCommand(io.verbose ? ['-v', ...args] : args),
+      };
+    },
+  },
   gpio: {
     summary: 'run the ACCES PCI-IDIO-16 GPIO card sample',
     load: async () => (await import('./gpio.js')).gpioCommand,

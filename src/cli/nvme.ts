@@ -53,7 +53,7 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
     process.stderr.write(`vfio-user nvme: ${(e as Error).message}\n\n${NVME_USAGE}`);
     return 2;
   }
-  const logger = consoleLogger(verbose ? 'debug' : 'info', 'vfio-user nvme');
+  const logger = consoleLogger(verbose ? 'debug' : 'warn', 'vfio-user nvme');
   const dev = createNvmeDevice({ backing, size, logger });
   logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
   try {
