@@ -153,3 +153,26 @@ test('INTx-Disable holds INTx; clearing it delivers the asserted line', async ()
     await rig.close();
   }
 });
+
+test('a device may take over every config-space access with callbacks', async () => {
+  const seen: string[] = [];
+  const rig = await startRig('memory', {
+    vendorId: 0x1111,
+    deviceId: 0x2222,
+    config: {
+      read: (off, n) => {
+        seen.push(`r${off}:${n}`);
+        return new Uint8Array(n).fill(0xab);
+      },
+      write: (off, d) => void seen.push(`w${off}:${d.length}`),
+    },
+  });
+  try {
+    assert.deepEqual(Array.from(await read(rig, 7, 0, 4)), [0xab, 0xab, 0xab, 0xab]);
+    await write(rig, 7, 4, le16(0x0006));
+    assert.deepEqual(seen, ['r0:4', 'w4:2']);
+    assert.equal(rig.ctx.config.busMasterEnabled, false, 'the built-in model saw nothing');
+  } finally {
+    await rig.close();
+  }
+});
