@@ -1,5 +1,7 @@
 // eventfd(2). Always EFD_CLOEXEC. The JS flag values are this addon's own:
 // EFD_NONBLOCK = 1, EFD_SEMAPHORE = 2 (mapped to the kernel's bits here).
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -45,6 +47,20 @@ Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
 Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0);
   uint64_t v = ArgU64(info, 1, UINT64_MAX - 1, "value");
+  // A blocking eventfd whose counter is near 2^64 - 1 (a client can put it
+  // there) would block the event loop for good. Such fds are not ours to
+  // switch to O_NONBLOCK (the flag is shared with the client, which may read
+  // it blocking), so ask poll() first: no POLLOUT means "would block", reported
+  // like EAGAIN. POLLOUT promises room for 1, the value interrupts write.
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) {
+    pollfd p{fd, POLLOUT, 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0 || (r > 0 && !(p.revents & POLLOUT))) return Napi::Boolean::New(info.Env(), false);
+  }
   ssize_t n;
   do {
     n = ::write(fd, &v, sizeof v);
