@@ -200,9 +200,14 @@ export class DmaTable {
       throw new ProtocolError(Errno.ENOSPC, `too many DMA regions (limit ${this.opts.maxRegions})`);
     }
     if (args.fd !== null) {
+      const type = native.fdType(args.fd);
+      // Guest memory is a memfd or a file (QEMU's memfd, file and shm
+      // backends), or a DAX character device. Anything else is refused: a
+      // block device maps fine and then SIGBUSes past its end.
+      if (type !== 'file' && type !== 'char') throw new ProtocolError(Errno.EINVAL, `DMA fd is a ${type}, not a file`);
       const fileSize = native.fstatSize(args.fd);
       // A short file would SIGBUS on access: refuse it up front.
-      if (BigInt(fileSize) < args.offset + args.size && native.fdType(args.fd) === 'file') {
+      if (BigInt(fileSize) < args.offset + args.size && type === 'file') {
         throw new ProtocolError(Errno.EINVAL, `DMA fd is ${fileSize} bytes, map needs ${args.offset + args.size}`);
       }
       if (args.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(Errno.ENOSPC, 'DMA region too large');
