@@ -359,6 +359,14 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
 
   /** Accepts waiting connections: the first becomes the client, others are refused. */
   private acceptPending(): void {
+    // While the last client is being cleaned up, the next one waits in the
+    // backlog (this runs again once cleanup is done) instead of being
+    // refused: a client that connects right after another left is served.
+    if (this.cleanup && !this.pollMode) {
+      this.listenPoller?.stop();
+      return;
+    }
+    if (!this.pollMode && this.listenPoller) this.listenPoller.start(native.READABLE);
     for (;;) {
       let fd: number;
       try {
