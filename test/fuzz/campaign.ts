@@ -36,7 +36,7 @@ export interface CampaignOptions {
   maxRssGrowthBytes?: number;
   /** Largest RSS growth over the baseline after a GC at the end. Default 192 MiB. */
   maxRssEndGrowthBytes?: number;
-  /** Largest growth of live memory (heap used + external, after GC). Default 32 MiB. */
+  /** Largest growth of live memory (heap used + external, after GC). Default 48 MiB. */
   maxLiveGrowthBytes?: number;
   log?: (line: string) => void;
 }
@@ -526,7 +526,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       // RSS after GC keeps what malloc and V8 hold on to (not a leak): a loose bound.
       if ((s.rss - res.server.rssBaselineKiB) * 1024 > (o.maxRssEndGrowthBytes ?? 192 * 1048576)) res.failures.push(`server RSS ${s.rss} KiB after GC (baseline ${res.server.rssBaselineKiB} KiB)`);
       // Live memory (JS heap + buffers) after GC: a leak shows here.
-      if (res.server.liveEnd - res.server.liveBaseline > (o.maxLiveGrowthBytes ?? 32 * 1048576)) {
+      if (res.server.liveEnd - res.server.liveBaseline > (o.maxLiveGrowthBytes ?? 48 * 1048576)) {
         res.failures.push(`server live memory ${(res.server.liveEnd / 1048576).toFixed(1)} MiB after GC (baseline ${(res.server.liveBaseline / 1048576).toFixed(1)} MiB): leak`);
       }
       if (server.exited) {

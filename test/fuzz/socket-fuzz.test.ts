@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 test('socket fuzzer: short seeded campaign against a server process', { timeout: 240000 }, () => {
-  const messages = process.env.FUZZ_MESSAGES ?? '150000';
+  const messages = process.env.FUZZ_MESSAGES ?? '400000';
   const seed = process.env.FUZZ_SEED ?? '20261125';
-  const res = spawnSync(process.execPath, ['scripts/fuzz.mjs', '--messages', messages, '--seed', seed, '--time', '150', '--progress', '0'], {
+  const res = spawnSync(process.execPath, ['scripts/fuzz.mjs', '--messages', messages, '--seed', seed, '--time', '180', '--progress', '0'], {
     cwd: root,
     encoding: 'utf8',
     env: process.env,
