@@ -5,7 +5,7 @@
 // DMA_WRITE: request 16 + count, reply 16-byte echo {u64 address, u64 count}.
 // address and count are bigint.
 import { e2big, einval } from './errors.js';
-import { checkBytes, copyBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer } from './wire.js';
 
 export const DMA_RW_HEADER_SIZE = 16;
 
@@ -48,7 +48,7 @@ function dataFollows(payload: Uint8Array, a: DmaAccess, what: string): DmaAccess
   const have = BigInt(payload.length - DMA_RW_HEADER_SIZE);
   if (have < a.count) throw einval(`${what}: ${have} data bytes, count ${a.count}`);
   if (have > a.count) throw e2big(`${what}: ${have} data bytes, count ${a.count}`);
-  return { ...a, data: copyBytes(payload, DMA_RW_HEADER_SIZE) };
+  return { ...a, data: viewBytes(payload, DMA_RW_HEADER_SIZE) };
 }
 
 export function encodeDmaReadRequest(a: DmaAccess): Uint8Array {

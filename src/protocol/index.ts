@@ -1,6 +1,8 @@
 // The pure vfio-user protocol layer: payload codecs for every command.
 // Decoded u64 fields (offsets, addresses, sizes, counts) are `bigint`; u32
 // fields are `number`. Decoders throw only ProtocolError (with an errno).
+// Bulk data fields (region, DMA and migration transfers) are views of the
+// payload, not copies (see viewBytes).
 export * from './errno.js';
 export * from './errors.js';
 export * from './header.js';

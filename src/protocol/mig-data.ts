@@ -5,7 +5,7 @@
 // padding up to the requested size (the LVU sample client reads exactly
 // 8 + requested bytes). WRITE request: argsz, size, data; reply: no payload.
 import { e2big, einval } from './errors.js';
-import { checkBytes, copyBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewBytes, viewOf, Writer } from './wire.js';
 
 export const MIG_DATA_HEADER_SIZE = 8;
 
@@ -67,7 +67,7 @@ export function decodeMigDataReadReply(payload: Uint8Array): MigData {
   const argsz = u32(dv, 0);
   const size = u32(dv, 4);
   if (size > payload.length - MIG_DATA_HEADER_SIZE) throw einval(`MIG_DATA_READ reply: size ${size} but ${payload.length - 8} bytes`);
-  return { argsz, size, data: copyBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
+  return { argsz, size, data: viewBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
 }
 
 /** argsz defaults to 8 + data.length; size = data.length. */
@@ -92,7 +92,7 @@ export function decodeMigDataWriteRequest(payload: Uint8Array, opts: MigDataOpti
   if (size > max) throw e2big(`MIG_DATA_WRITE size ${size} > ${max}`);
   if (argsz < MIG_DATA_HEADER_SIZE + size) throw einval(`MIG_DATA_WRITE argsz ${argsz} < 8 + ${size}`);
   if (payload.length - MIG_DATA_HEADER_SIZE < size) throw einval(`MIG_DATA_WRITE: ${payload.length - 8} data bytes, size ${size}`);
-  return { argsz, size, data: copyBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
+  return { argsz, size, data: viewBytes(payload, MIG_DATA_HEADER_SIZE, MIG_DATA_HEADER_SIZE + size) };
 }
 
 /** The WRITE reply has no payload. */

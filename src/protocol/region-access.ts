@@ -3,7 +3,7 @@
 // READ: request 16, reply 16 + count. WRITE: request 16 + count, reply 16
 // (count = bytes written). `offset` is bigint.
 import { e2big, einval } from './errors.js';
-import { checkBytes, copyBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer } from './wire.js';
 
 export const REGION_ACCESS_HEADER_SIZE = 16;
 
@@ -73,7 +73,7 @@ export function decodeRegionReadReply(payload: Uint8Array): RegionAccessWithData
   if (payload instanceof Uint8Array && payload.length === 0) return { offset: 0n, region: 0, count: 0, data: new Uint8Array(0) };
   const a = decodeHeader(payload, 'REGION_READ reply');
   if (payload.length - REGION_ACCESS_HEADER_SIZE !== a.count) throw einval(`REGION_READ reply: ${payload.length - 16} data bytes, count ${a.count}`);
-  return { ...a, data: copyBytes(payload, REGION_ACCESS_HEADER_SIZE) };
+  return { ...a, data: viewBytes(payload, REGION_ACCESS_HEADER_SIZE) };
 }
 
 /** 16 + count. */
@@ -86,7 +86,7 @@ export function decodeRegionWriteRequest(payload: Uint8Array, opts: RegionAccess
   const a = decodeHeader(payload, 'REGION_WRITE');
   checkCount(a, opts, 'REGION_WRITE');
   if (payload.length - REGION_ACCESS_HEADER_SIZE !== a.count) throw einval(`REGION_WRITE: ${payload.length - 16} data bytes, count ${a.count}`);
-  return { ...a, data: copyBytes(payload, REGION_ACCESS_HEADER_SIZE) };
+  return { ...a, data: viewBytes(payload, REGION_ACCESS_HEADER_SIZE) };
 }
 
 /** 16 bytes: header echoed with count = bytes written. */

@@ -71,5 +71,16 @@ export function copyBytes(payload: Uint8Array, start: number, end?: number): Uin
   return payload.slice(start, end);
 }
 
+/**
+ * `payload[start, end)` without copying. Bulk data (region, DMA and
+ * migration transfers, up to megabytes each) is decoded this way: the
+ * transport gives every message its own payload buffer, so a view is safe
+ * and saves a copy per message on the data path. Mutating it mutates the
+ * payload.
+ */
+export function viewBytes(payload: Uint8Array, start: number, end?: number): Uint8Array {
+  return payload.subarray(start, end);
+}
+
 /** Largest count a single transfer may carry by default (max_data_xfer_size). */
 export const DEFAULT_MAX_DATA_XFER_SIZE = 1048576;

@@ -27,6 +27,7 @@ async function write(rig: Rig, region: number, offset: number, data: Uint8Array)
   await rig.call(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: BigInt(offset), region, count: data.length, data }));
 }
 const u32 = (b: Uint8Array): number => new DataView(b.buffer, b.byteOffset).getUint32(0, true);
+const u16 = (b: Uint8Array): number => new DataView(b.buffer, b.byteOffset).getUint16(0, true);
 
 function device(resets: ResetReason[]): DeviceDescription {
   return {
@@ -131,8 +132,8 @@ test('PCIe Function Level Reset reaches the reset callback as its own reason', a
     await write(rig, 7, pcie + 8, le16(0x8000)); // DevCtl: Initiate FLR
     await rig.call(Command.DEVICE_GET_INFO, new Uint8Array([16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     assert.deepEqual(resets, ['flr']);
-    assert.equal(new DataView((await read(rig, 7, 4, 2)).buffer).getUint16(0, true) & 0x6, 0, 'command register back to power-on');
-    assert.equal(new DataView((await read(rig, 7, pcie + 8, 2)).buffer).getUint16(0, true) & 0x8000, 0, 'FLR bit self-clears');
+    assert.equal(u16(await read(rig, 7, 4, 2)) & 0x6, 0, 'command register back to power-on');
+    assert.equal(u16(await read(rig, 7, pcie + 8, 2)) & 0x8000, 0, 'FLR bit self-clears');
   } finally {
     await rig.close();
   }
