@@ -302,6 +302,17 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// setBufferSizes(fd, send, recv): SO_SNDBUF / SO_RCVBUF (the kernel doubles
+// and caps them at wmem_max / rmem_max). Larger buffers let a 1 MiB message
+// go out in one sendmsg instead of five wake-ups of the event loop.
+void SetBufferSizes(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0);
+  int snd = static_cast<int>(ArgInt(info, 1, 0, INT32_MAX, "send"));
+  int rcv = static_cast<int>(ArgInt(info, 2, 0, INT32_MAX, "recv"));
+  if (snd > 0 && ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd) < 0) ThrowErrno(info.Env(), errno, "setsockopt");
+  if (rcv > 0 && ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv) < 0) ThrowErrno(info.Env(), errno, "setsockopt");
+}
+
 // fdType(fd): 'socket' | 'file' | 'fifo' | 'char' | 'anon' | 'other'.
 // 'anon' is an anonymous inode (eventfd, epoll, timerfd...: no S_IFMT bits);
 // memfds are 'file'; directories and block devices are 'other'.
@@ -337,6 +348,7 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("setNonBlocking", Napi::Function::New(env, SetNonBlocking, "setNonBlocking"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("fdType", Napi::Function::New(env, FdType, "fdType"));
+  exports.Set("setBufferSizes", Napi::Function::New(env, SetBufferSizes, "setBufferSizes"));
 }
 
 }  // namespace vun

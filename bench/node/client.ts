@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { VfioUserClient } from '../../src/client/index.js';
 import { Command } from '../../src/protocol/commands.js';
 import { DeviceState } from '../../src/protocol/constants.js';
-import { encodeMigDataWriteRequest } from '../../src/protocol/mig-data.js';
+import { forwardState } from '../../src/client/migrate.js';
 
 const MEMCPY = fileURLToPath(new URL('../floor/bin/memcpy', import.meta.url));
 const hr = (): bigint => process.hrtime.bigint();
@@ -107,14 +107,9 @@ async function migrate(r: Extract<Req, { op: 'mig' }>) {
     let bytes = 0;
     let msgs = 0;
     const t0 = hr();
-    for (;;) {
-      const { data, size } = await src.migDataRead(r.chunk);
-      if (size === 0) break;
-      // One MIG_DATA_WRITE per chunk read, as a VMM forwards the stream.
-      await dst.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequest(data.subarray(0, size)));
-      bytes += size;
-      msgs++;
-    }
+    // Our migration driver's forwarding loop: reads and writes pipelined.
+    bytes = await forwardState(src, dst, r.chunk);
+    msgs = Math.ceil(bytes / r.chunk);
     const ns = Number(hr() - t0);
     await dst.setDeviceState(DeviceState.RUNNING);
     await src.setDeviceState(DeviceState.RUNNING);

@@ -25,13 +25,13 @@ import {
 import { bitmapByteSize } from '../protocol/dirty-bitmap.js';
 import { decodeDeviceInfoReply, encodeDeviceInfoRequest, type DeviceInfo } from '../protocol/device-info.js';
 import { decodeDmaMapReply, decodeDmaUnmapReply, encodeDmaMapRequest, encodeDmaUnmapRequest, type DmaUnmapReply } from '../protocol/dma-map.js';
-import { decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaReadReply, encodeDmaWriteReply } from '../protocol/dma-rw.js';
+import { decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaDataParts, encodeDmaWriteReply } from '../protocol/dma-rw.js';
 import { decodeEmptyPayload } from '../protocol/empty.js';
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError, RemoteError } from '../protocol/errors.js';
 import { decodeIrqInfoReply, encodeIrqInfoRequest, type IrqInfo } from '../protocol/irq-info.js';
-import { decodeMigDataReadReply, decodeMigDataWriteReply, encodeMigDataReadRequest, encodeMigDataWriteRequest } from '../protocol/mig-data.js';
-import { decodeRegionReadReply, decodeRegionWriteReply, encodeRegionReadRequest, encodeRegionWriteRequest } from '../protocol/region-access.js';
+import { decodeMigDataReadReply, decodeMigDataWriteReply, encodeMigDataReadRequest, encodeMigDataWriteRequestParts } from '../protocol/mig-data.js';
+import { decodeRegionReadReply, decodeRegionWriteReply, encodeRegionReadRequest, encodeRegionWriteRequestParts } from '../protocol/region-access.js';
 import { decodeRegionInfoReply, encodeRegionInfoRequest, isSparseMmapCap, isTypeCap, REGION_INFO_SIZE, type RegionInfo, type SparseMmapArea } from '../protocol/region-info.js';
 import {
   decodeRegionIoFdsReply,
@@ -50,12 +50,14 @@ import {
   type VersionCapabilities,
 } from '../protocol/version.js';
 import { decodeWriteMultiReply, encodeWriteMultiRequest, WRITE_MULTI_MAX_DATA, type WriteMultiEntry } from '../protocol/write-multi.js';
-import { Endpoint } from '../transport/endpoint.js';
+import { Endpoint, type Payload } from '../transport/endpoint.js';
+import type { PayloadParts } from '../protocol/wire.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import { DEFAULT_TRANSPORT_LIMITS, type Message, type Transport } from '../transport/types.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
+import { tuneAllocator } from '../native/allocator.js';
 import { irqIndexOf, IrqWatcher, type IrqEvent, type IrqTypeLike } from './irqs.js';
 import { CAP_X_IRQ_MESSAGES, CMD_X_VM_INTERRUPT, decodeVmInterrupt } from '../protocol/extensions.js';
 
@@ -161,7 +163,7 @@ export interface ServedStats {
 }
 
 /** Handler for a server→client command; the return value is the reply payload. */
-export type ServerCommandHandler = (msg: Message) => Uint8Array | void | Promise<Uint8Array | void>;
+export type ServerCommandHandler = (msg: Message) => Payload | void | Promise<Payload | void>;
 
 export interface ClientEvents {
   irq: [IrqEvent];
@@ -205,6 +207,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
   private constructor(transport: Transport, opts: ClientOptions) {
     super();
     this.log = opts.logger ?? silentLogger;
+    tuneAllocator();
     this.opts = {
       maxDataXferSize: opts.maxDataXferSize ?? 1048576,
       maxMsgFds: opts.maxMsgFds ?? 16,
@@ -352,7 +355,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
   }
 
   /** Sends a request; the reply's fds are closed unless keepFds. Error replies reject with RemoteError. */
-  async request(command: number, payload?: Uint8Array, opts: { fds?: readonly number[]; timeoutMs?: number; keepFds?: boolean } = {}): Promise<Message> {
+  async request(command: number, payload?: Payload, opts: { fds?: readonly number[]; timeoutMs?: number; keepFds?: boolean } = {}): Promise<Message> {
     this.assertOpen();
     const reqOpts: { fds?: readonly number[]; timeoutMs?: number } = {};
     if (opts.fds) reqOpts.fds = opts.fds;
@@ -547,7 +550,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     const chunk = this.xferChunk;
     for (let done = 0; done < data.length || (data.length === 0 && done === 0); ) {
       const n = Math.min(chunk, data.length - done);
-      const m = await this.request(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) }));
+      const m = await this.request(Command.REGION_WRITE, encodeRegionWriteRequestParts({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) }));
       if (n === 0) break;
       const r = this.decode(Command.REGION_WRITE, () => decodeRegionWriteReply(m.payload));
       if (r.count !== n) throw badReply(Command.REGION_WRITE, new Error(`wrote ${r.count} of ${n} bytes`));
@@ -567,7 +570,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     let ok = true;
     for (let done = 0; done < data.length; done += chunk) {
       const n = Math.min(chunk, data.length - done);
-      ok = this.endpoint.post(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) })) && ok;
+      ok = this.endpoint.post(Command.REGION_WRITE, encodeRegionWriteRequestParts({ offset: base + BigInt(done), region: index, count: n, data: data.subarray(done, done + n) })) && ok;
     }
     return ok;
   }
@@ -803,14 +806,14 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     }
   }
 
-  private serveDmaRead(payload: Uint8Array): Uint8Array {
+  private serveDmaRead(payload: Uint8Array): PayloadParts {
     const req = decodeDmaReadRequest(payload, { maxCount: this.opts.maxDataXferSize });
     const n = Number(req.count);
     const data = new Uint8Array(n);
     this.guestAccess(req.address, n, false, data);
     this.stats.dmaReads++;
     this.stats.dmaBytesRead += n;
-    return encodeDmaReadReply({ address: req.address, count: req.count, data });
+    return encodeDmaDataParts({ address: req.address, count: req.count, data });
   }
 
   private serveDmaWrite(payload: Uint8Array): Uint8Array {
@@ -923,7 +926,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
   async migDataWrite(data: Uint8Array): Promise<void> {
     const chunk = this.xferChunk - 8;
     for (let done = 0; done < data.length; done += chunk) {
-      const m = await this.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequest(data.subarray(done, Math.min(done + chunk, data.length))));
+      const m = await this.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequestParts(data.subarray(done, Math.min(done + chunk, data.length))));
       this.decode(Command.MIG_DATA_WRITE, () => decodeMigDataWriteReply(m.payload));
     }
   }

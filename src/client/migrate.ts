@@ -25,6 +25,8 @@ export interface MigrateOptions {
   client?: ClientOptions;
   /** Bytes per MIG_DATA_READ. Default: the smaller of both sides' transfer sizes. */
   chunkSize?: number;
+  /** MIG_DATA_READs kept in flight (and as many writes). Default 4. */
+  window?: number;
   /** At most this many pre-copy passes (each reads until the device has nothing more for now). Default 3. */
   maxPreCopyIterations?: number;
   /**
@@ -49,6 +51,40 @@ export interface MigrationResult {
 }
 
 /**
+ * Moves device state from `source` to `dest` until the source has nothing
+ * more for now (a short read, as the spec says), keeping up to `window`
+ * MIG_DATA_READs and MIG_DATA_WRITEs in flight so the two servers and the
+ * sockets work in parallel. The server handles commands in order, so the
+ * data arrives in order; reads issued past the end return 0 bytes.
+ * Returns the bytes moved.
+ */
+export async function forwardState(source: VfioUserClient, dest: VfioUserClient, chunk: number, window = 4): Promise<number> {
+  const reads: Promise<{ data: Uint8Array; size: number }>[] = [];
+  const writes: Promise<void>[] = [];
+  let moved = 0;
+  let ended = false;
+  for (let i = 0; i < Math.max(1, window); i++) reads.push(source.migDataRead(chunk));
+  try {
+    while (reads.length > 0) {
+      const { data, size } = await reads.shift()!;
+      if (size > 0 && !ended) {
+        writes.push(dest.migDataWrite(data));
+        moved += size;
+        if (writes.length >= window) await writes.shift();
+      }
+      if (size < chunk) ended = true;
+      else if (!ended) reads.push(source.migDataRead(chunk));
+    }
+    await Promise.all(writes);
+  } catch (e) {
+    // Settle what is still in flight before reporting the first failure.
+    await Promise.allSettled([...reads, ...writes]);
+    throw e;
+  }
+  return moved;
+}
+
+/**
  * Live-migrates the device behind `source` to the server at `destination`
  * (a socket path or a connected client): RESUMING on the destination,
  * pre-copy passes while the source runs (when the device supports
@@ -67,16 +103,7 @@ export async function migrate(source: VfioUserClient, destination: string | Vfio
     const flags = await source.getMigrationFlags();
     const preCopy = (flags & MigrationFlags.PRE_COPY) !== 0n;
     const chunk = opts.chunkSize ?? Math.min(source.xferChunk, dest.xferChunk);
-    const forward = async (): Promise<number> => {
-      // Reads until the device says "no more for now" (a short read), forwarding each piece.
-      let moved = 0;
-      for (;;) {
-        const { data, size } = await source.migDataRead(chunk);
-        if (size > 0) await dest.migDataWrite(data);
-        moved += size;
-        if (size < chunk) return moved;
-      }
-    };
+    const forward = (): Promise<number> => forwardState(source, dest, chunk, opts.window ?? 4);
     await dest.setDeviceState(RESUMING);
 
     const memories = source.guestMemories().filter((m) => m.mapped && m.useFd);

@@ -103,6 +103,8 @@ export interface NativeBinding {
   peerCred(fd: number): PeerCred;
   /** From fstat: memfd/shm are 'file'; eventfd and other anon inodes 'anon'; dirs/blockdevs 'other'. */
   fdType(fd: number): FdType;
+  /** SO_SNDBUF / SO_RCVBUF in bytes (0 leaves one as it is); the kernel caps them at wmem_max / rmem_max. */
+  setBufferSizes(fd: number, send: number, recv: number): void;
 
   // ---- poller ----
   Poller: PollerConstructor;
@@ -125,6 +127,8 @@ export interface NativeBinding {
 
   // ---- memfd / files ----
   /** memfd_create(name, MFD_CLOEXEC [| MFD_ALLOW_SEALING]). */
+  /** glibc M_MMAP_THRESHOLD (at most 32 MiB) and M_TRIM_THRESHOLD; process-wide. False if refused. */
+  tuneAllocator(mmapThreshold: number, trimThreshold: number): boolean;
   memfdCreate(name: string, allowSealing: boolean): number;
   ftruncate(fd: number, size: number | bigint): void;
   /** st_size; throws EOVERFLOW above 2^53-1. */

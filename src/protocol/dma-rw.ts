@@ -5,7 +5,7 @@
 // DMA_WRITE: request 16 + count, reply 16-byte echo {u64 address, u64 count}.
 // address and count are bigint.
 import { e2big, einval } from './errors.js';
-import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
 export const DMA_RW_HEADER_SIZE = 16;
 
@@ -99,4 +99,11 @@ export function decodeDmaWriteReply(payload: Uint8Array): DmaAccess | null {
   if (payload.length === 12) return { address: u64(dv, 0), count: BigInt(u32(dv, 8)) };
   if (payload.length === DMA_RW_HEADER_SIZE) return { address: u64(dv, 0), count: u64(dv, 8) };
   throw einval(`DMA_WRITE reply: ${payload.length} bytes`);
+}
+
+/** DMA_WRITE request / DMA_READ reply as [16-byte head, data] (see PayloadParts). */
+export function encodeDmaDataParts(a: DmaAccessWithData): PayloadParts {
+  checkBytes('data', a.data);
+  if (BigInt(a.data.length) !== a.count) throw einval(`data length ${a.data.length} ≠ count ${a.count}`);
+  return [header(DMA_RW_HEADER_SIZE, a).buf, a.data];
 }

@@ -24,5 +24,5 @@ export * from './device-feature.js';
 export * from './dirty-bitmap.js';
 export * from './mig-data.js';
 export * from './empty.js';
-export { DEFAULT_MAX_DATA_XFER_SIZE } from './wire.js';
+export { DEFAULT_MAX_DATA_XFER_SIZE, type PayloadParts } from './wire.js';
 export * from './extensions.js';

@@ -5,7 +5,7 @@
 // padding up to the requested size (the LVU sample client reads exactly
 // 8 + requested bytes). WRITE request: argsz, size, data; reply: no payload.
 import { e2big, einval } from './errors.js';
-import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewBytes, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
 export const MIG_DATA_HEADER_SIZE = 8;
 
@@ -104,4 +104,22 @@ export function encodeMigDataWriteReply(): Uint8Array {
 export function decodeMigDataWriteReply(payload: Uint8Array): void {
   need(payload, 0, 'MIG_DATA_WRITE reply');
   if (payload.length !== 0 && payload.length !== MIG_DATA_HEADER_SIZE) throw einval(`MIG_DATA_WRITE reply: ${payload.length} bytes`);
+}
+
+/**
+ * READ reply as parts: [8-byte head, data] plus zeros up to `padTo` when the
+ * data is short (see encodeMigDataReadReply for the padding).
+ */
+export function encodeMigDataReadReplyParts(data: Uint8Array, padTo?: number): PayloadParts {
+  checkBytes('data', data);
+  const len = padTo === undefined ? data.length : padTo;
+  if (!Number.isInteger(len) || len < data.length) throw einval(`MIG_DATA_READ reply: ${data.length} bytes do not fit padTo ${len}`);
+  const head = new Writer(MIG_DATA_HEADER_SIZE).u32(0, 'argsz', MIG_DATA_HEADER_SIZE + data.length).u32(4, 'size', data.length).buf;
+  return len > data.length ? [head, data, new Uint8Array(len - data.length)] : [head, data];
+}
+
+/** WRITE request as [8-byte head, data]. */
+export function encodeMigDataWriteRequestParts(data: Uint8Array, argsz?: number): PayloadParts {
+  checkBytes('data', data);
+  return [new Writer(MIG_DATA_HEADER_SIZE).u32(0, 'argsz', argsz ?? MIG_DATA_HEADER_SIZE + data.length).u32(4, 'size', data.length).buf, data];
 }

@@ -3,7 +3,7 @@
 // READ: request 16, reply 16 + count. WRITE: request 16 + count, reply 16
 // (count = bytes written). `offset` is bigint.
 import { e2big, einval } from './errors.js';
-import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer } from './wire.js';
+import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
 export const REGION_ACCESS_HEADER_SIZE = 16;
 
@@ -100,4 +100,19 @@ export function decodeRegionWriteReply(payload: Uint8Array): RegionAccess {
   const a = decodeHeader(payload, 'REGION_WRITE reply');
   if (payload.length !== REGION_ACCESS_HEADER_SIZE) throw einval(`REGION_WRITE reply: ${payload.length} bytes, expected 16`);
   return a;
+}
+
+/**
+ * READ reply as [16-byte head, data] (see PayloadParts): the device's bytes
+ * go out without being copied behind the head.
+ */
+export function encodeRegionReadReplyParts(a: RegionAccessWithData): PayloadParts {
+  checkBytes('data', a.data);
+  if (a.data.length !== a.count) throw einval(`data length ${a.data.length} ≠ count ${a.count}`);
+  return [header(new Writer(REGION_ACCESS_HEADER_SIZE), a).buf, a.data];
+}
+
+/** WRITE request as [16-byte head, data]. */
+export function encodeRegionWriteRequestParts(a: RegionAccessWithData): PayloadParts {
+  return encodeRegionReadReplyParts(a);
 }

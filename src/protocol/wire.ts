@@ -84,3 +84,10 @@ export function viewBytes(payload: Uint8Array, start: number, end?: number): Uin
 
 /** Largest count a single transfer may carry by default (max_data_xfer_size). */
 export const DEFAULT_MAX_DATA_XFER_SIZE = 1048576;
+
+/**
+ * A payload in parts, sent back to back: a small encoded head and the bulk
+ * data it describes, so megabytes of data are not copied behind the head.
+ * The parts must not change until the message is sent.
+ */
+export type PayloadParts = readonly Uint8Array[];

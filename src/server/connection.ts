@@ -3,20 +3,22 @@ import { ProtocolError } from '../protocol/errors.js';
 import { commandName } from '../protocol/commands.js';
 import type { MessageHeader } from '../protocol/header.js';
 import type { VersionCapabilities } from '../protocol/version.js';
-import { Endpoint } from '../transport/endpoint.js';
+import { Endpoint, type Payload } from '../transport/endpoint.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import type { Message, Transport } from '../transport/types.js';
 import type { Logger } from '../util/logger.js';
 
 /** What a command handler answers: a payload, with fds to attach if any. */
 export interface HandlerReply {
-  payload?: Uint8Array;
+  payload?: Payload;
   fds?: number[];
   /** Close `fds` once sent (e.g. our end of a twin socket pair). */
   ownFds?: boolean;
 }
 
-export type HandlerResult = HandlerReply | Uint8Array | void;
+export type HandlerResult = HandlerReply | Payload | void;
+
+const isPayload = (r: HandlerResult): r is Payload => r instanceof Uint8Array || Array.isArray(r);
 
 export type CommandHandler = (msg: Message, conn: Connection) => HandlerResult | Promise<HandlerResult>;
 
@@ -221,10 +223,10 @@ export class Connection {
 
   private reply(h: MessageHeader, r: HandlerResult): void {
     if (this.closedFlag) {
-      if (r && !(r instanceof Uint8Array) && r.ownFds && r.fds) this.transport.releaseFds(r.fds);
+      if (r && !isPayload(r) && r.ownFds && r.fds) this.transport.releaseFds(r.fds);
       return;
     }
-    if (r instanceof Uint8Array) this.noteSent(this.endpoint.reply(h, r));
+    if (isPayload(r)) this.noteSent(this.endpoint.reply(h, r));
     else if (r) this.noteSent(this.endpoint.reply(h, r.payload, r.fds, r.ownFds));
     else this.noteSent(this.endpoint.reply(h));
     this.maybeClose();

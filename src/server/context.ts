@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { MessagePort } from 'node:worker_threads';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { native, type PollerHandle } from '../native/binding.js';
+import { tuneAllocator } from '../native/allocator.js';
 import { PciConfigSpace } from '../pci/config-space.js';
 import { MsixTable } from '../pci/msix.js';
 import { PCI_CAP_ID_MSIX } from '../pci/constants.js';
@@ -81,6 +82,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     super();
     this.description = description;
     this.options = resolveOptions(options, silentLogger);
+    tuneAllocator();
     this.log = this.options.logger;
     const regions: Region[] = [];
     for (let i = 0; i < NUM_REGIONS; i++) {

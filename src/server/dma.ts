@@ -1,8 +1,8 @@
 import { Command } from '../protocol/commands.js';
 import { Errno, errnoName } from '../protocol/errno.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
-import { decodeDmaReadReply, decodeDmaWriteReply, encodeDmaReadRequest, encodeDmaWriteRequest } from '../protocol/dma-rw.js';
-import type { Endpoint } from '../transport/endpoint.js';
+import { decodeDmaReadReply, decodeDmaWriteReply, encodeDmaDataParts, encodeDmaReadRequest } from '../protocol/dma-rw.js';
+import type { Endpoint, Payload } from '../transport/endpoint.js';
 import type { DmaRegion, DmaRegionInfo, DmaTable } from './dma-table.js';
 
 /** A DMA access the library refused. `errno` says why. */
@@ -201,7 +201,7 @@ export class DmaController {
     for (let done = 0; done < src.length; ) {
       const n = Math.min(maxXfer, src.length - done);
       const address = region.iova + BigInt(offset + done);
-      const reply = await this.request(endpoint, Command.DMA_WRITE, encodeDmaWriteRequest({ address, count: BigInt(n), data: src.subarray(done, done + n) }));
+      const reply = await this.request(endpoint, Command.DMA_WRITE, encodeDmaDataParts({ address, count: BigInt(n), data: src.subarray(done, done + n) }));
       const echo = decodeDmaWriteReply(reply);
       if (echo && (echo.address !== address || echo.count !== BigInt(n))) {
         throw new DmaError(Errno.EPROTO, `DMA_WRITE reply for 0x${address.toString(16)} does not match the request`);
@@ -210,7 +210,7 @@ export class DmaController {
     }
   }
 
-  private async request(endpoint: Endpoint, command: number, payload: Uint8Array): Promise<Uint8Array> {
+  private async request(endpoint: Endpoint, command: number, payload: Payload): Promise<Uint8Array> {
     try {
       const msg = await endpoint.request(command, payload);
       endpoint.transport.releaseFds(msg.fds);

@@ -10,7 +10,7 @@ import { CAP_X_IRQ_MESSAGES } from '../protocol/extensions.js';
 import { FLAGS_KNOWN, isCommand } from '../protocol/header.js';
 import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/irq-info.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/mig-data.js';
-import { decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionWriteReply } from '../protocol/region-access.js';
+import { decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionReadReplyParts, encodeRegionWriteReply } from '../protocol/region-access.js';
 import { buildRegionInfoReply, decodeRegionInfoRequest } from '../protocol/region-info.js';
 import { buildRegionIoFdsReply, decodeRegionIoFdsRequest, type IoFdEntry } from '../protocol/region-io-fds.js';
 import { decodeSetIrqsRequest } from '../protocol/set-irqs.js';
@@ -109,9 +109,10 @@ function dispatch(ctx: DeviceContext, conn: Connection, msg: Message): HandlerRe
       const offset = checkAccess(ctx, req.region, req.offset, req.count);
       if (req.count === 0) return encodeRegionReadReply({ ...req, data: new Uint8Array(0) });
       const r = ctx.region(req.region).read(offset, req.count);
-      const finish = (data: Uint8Array): Uint8Array => {
+      const finish = (data: Uint8Array): HandlerResult => {
         if (data.length !== req.count) throw new ProtocolError(Errno.EIO, `region ${req.region} read returned ${data.length} of ${req.count} bytes`);
-        return encodeRegionReadReply({ ...req, data });
+        // The device's bytes go out behind the head uncopied.
+        return encodeRegionReadReplyParts({ ...req, data });
       };
       return isPromise(r) ? r.then(finish) : finish(r);
     }

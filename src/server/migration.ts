@@ -16,7 +16,8 @@ import {
 } from '../protocol/device-feature.js';
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
-import { encodeMigDataReadReply } from '../protocol/mig-data.js';
+import { encodeMigDataReadReplyParts } from '../protocol/mig-data.js';
+import type { PayloadParts } from '../protocol/wire.js';
 import type { MigrationCallbacks, MigrationStateName } from './device.js';
 import type { DmaTable } from './dma-table.js';
 import { concatBytes } from '../util/bytes.js';
@@ -171,7 +172,7 @@ export class MigrationController {
   }
 
   /** MIG_DATA_READ: fills up to `size` bytes (a short read means the end, per the spec). */
-  async readData(size: number): Promise<Uint8Array> {
+  async readData(size: number): Promise<PayloadParts> {
     if (this.stateValue !== MigState.PRE_COPY && this.stateValue !== MigState.STOP_COPY) {
       throw new ProtocolError(Errno.EINVAL, `MIG_DATA_READ in state ${migStateName(this.stateValue)}`);
     }
@@ -191,7 +192,7 @@ export class MigrationController {
     const data = parts.length === 1 ? parts[0]! : concatBytes(parts);
     // Zero padding up to the requested size: libvfio-user's client reads
     // exactly 8 + size bytes; a spec client uses the size field.
-    return encodeMigDataReadReply(data, size);
+    return encodeMigDataReadReplyParts(data, size);
   }
 
   /** MIG_DATA_WRITE: hands the bytes to the device. */

@@ -41,6 +41,9 @@ export interface EndpointHandlers {
  */
 const COPY_LIMIT = 64 * 1024;
 
+/** A message payload: one buffer, or parts sent back to back (see PayloadParts). */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
 /**
  * A new buffer of 16 + `extra` bytes starting with the header (little
  * endian, written byte by byte: no DataView or header object per message).
@@ -156,7 +159,7 @@ export class Endpoint {
   }
 
   /** Sends a command and resolves with its reply (rejects with RemoteError on an error reply). */
-  request(command: number, payload?: Uint8Array, opts: RequestOptions = {}): Promise<Message> {
+  request(command: number, payload?: Payload, opts: RequestOptions = {}): Promise<Message> {
     if (this.transport.closed) return Promise.reject(new TransportClosedError());
     const msgId = this.allocId();
     return new Promise<Message>((resolve, reject) => {
@@ -183,7 +186,7 @@ export class Endpoint {
   }
 
   /** Sends a command with NO_REPLY. */
-  post(command: number, payload?: Uint8Array, fds?: readonly number[]): boolean {
+  post(command: number, payload?: Payload, fds?: readonly number[]): boolean {
     const msgId = this.allocId();
     return this.sendMessage({ msgId, command, flags: TYPE_COMMAND | FLAG_NO_REPLY, error: 0 }, payload, fds);
   }
@@ -193,7 +196,7 @@ export class Endpoint {
    * reply to a posted write as a protocol error. Returns false when the
    * transport's send queue is above its high-water mark (see onDrain).
    */
-  reply(to: MessageHeader, payload?: Uint8Array, fds?: readonly number[], ownFds = false): boolean {
+  reply(to: MessageHeader, payload?: Payload, fds?: readonly number[], ownFds = false): boolean {
     if (to.flags & FLAG_NO_REPLY) {
       if (ownFds && fds) this.closeFds(fds);
       return true;
@@ -218,16 +221,19 @@ export class Endpoint {
    * them back to back; fds ride with the header). Such a payload must not be
    * changed until sent; every caller here passes a freshly encoded one.
    */
-  private sendMessage(h: Omit<MessageHeader, 'msgSize'>, payload: Uint8Array | undefined, fds?: readonly number[], ownFds = false): boolean {
-    const n = payload ? payload.length : 0;
-    if (n < COPY_LIMIT) {
-      const out = headerBytes(h, HEADER_SIZE + n, n);
-      if (payload) out.set(payload, HEADER_SIZE);
-      return this.transport.send(out, fds, ownFds);
-    }
-    const first = this.transport.send(headerBytes(h, HEADER_SIZE + n, 0), fds, ownFds);
-    if (this.transport.closed) return false;
-    return this.transport.send(payload!) && first;
+  private sendMessage(h: Omit<MessageHeader, 'msgSize'>, payload: Payload | undefined, fds?: readonly number[], ownFds = false): boolean {
+    const parts: readonly Uint8Array[] = payload === undefined ? [] : payload instanceof Uint8Array ? [payload] : payload;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    // The header and the small parts before the first big one share a buffer.
+    let k = 0;
+    let lead = 0;
+    while (k < parts.length && (n < COPY_LIMIT || parts[k]!.length < COPY_LIMIT)) lead += parts[k++]!.length;
+    const out = headerBytes(h, HEADER_SIZE + n, lead);
+    for (let i = 0, at = HEADER_SIZE; i < k; at += parts[i]!.length, i++) out.set(parts[i]!, at);
+    let ok = this.transport.send(out, fds, ownFds);
+    for (let i = k; i < parts.length && !this.transport.closed; i++) if (parts[i]!.length > 0) ok = this.transport.send(parts[i]!) && ok;
+    return ok && !this.transport.closed;
   }
 
   close(opts?: { timeoutMs?: number }): Promise<void> {
