@@ -81,11 +81,11 @@ export abstract class BaseTransport implements Transport {
     }
   }
 
-  /** Frames a chunk and delivers or stores what it completed. */
-  protected ingest(chunk: Uint8Array, fds: number[], truncated: boolean): void {
+  /** Frames a chunk and delivers or stores what it completed. `inPlace`: the bytes were received into framer.bodyWindow(). */
+  protected ingest(chunk: Uint8Array, fds: number[], truncated: boolean, inPlace = false): void {
     let events: FrameEvent[];
     try {
-      events = this.framer.push(chunk, fds, truncated);
+      events = inPlace ? this.framer.bodyFilledInPlace(chunk.length, fds, truncated) : this.framer.push(chunk, fds, truncated);
     } catch (e) {
       if (e instanceof FramingFatalError) {
         this.destroy(e);

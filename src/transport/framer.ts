@@ -34,6 +34,31 @@ export class Framer {
     private readonly discardFds: (fds: number[]) => void,
   ) {}
 
+  /**
+   * Where the rest of the current message body goes, when a header has been
+   * read and its body is still incomplete: the socket can receive straight
+   * into it (bodyFilledInPlace) instead of into a read buffer and a copy.
+   */
+  bodyWindow(): Uint8Array | null {
+    if (this.dead || this.header === null || this.body === null || this.drainLeft > 0) return null;
+    return this.body.subarray(this.bodyFilled);
+  }
+
+  /** `n` bytes were received straight into bodyWindow(), with these fds. */
+  bodyFilledInPlace(n: number, fds: number[] = [], fdsTruncated = false): FrameEvent[] {
+    const body = this.body!;
+    this.bodyFilled += n;
+    this.curFds.push(...fds);
+    this.curTruncated ||= fdsTruncated;
+    if (this.bodyFilled < body.length) return [];
+    const msg: Message = { header: this.header!, payload: body, fds: this.curFds, fdsTruncated: this.curTruncated };
+    this.header = null;
+    this.body = null;
+    this.curFds = [];
+    this.curTruncated = false;
+    return [{ type: 'message', msg }];
+  }
+
   /** True when no partial message is buffered. */
   get idle(): boolean {
     return this.hdrFilled === 0 && this.header === null && this.drainLeft === 0;

@@ -8,6 +8,8 @@ const WRITABLE = 2;
 const READ_BUFFER_SIZE = 256 * 1024;
 /** SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at net.core.wmem_max). */
 const SOCKET_BUFFER_SIZE = 4 * 1048576;
+/** Bodies with at least this much still to come are received in place. */
+const DIRECT_READ_MIN = 64 * 1024;
 /** Reads per readiness callback before yielding to the event loop. */
 const MAX_READS_PER_TICK = 64;
 
@@ -134,9 +136,13 @@ export class SocketTransport extends BaseTransport {
 
   protected readSome(): boolean {
     if (this.isClosed || this.closing || this.eof) return false;
+    // A large body still to come is received straight into its message buffer.
+    const window = this.framer.bodyWindow();
+    const direct = window !== null && window.length >= DIRECT_READ_MIN;
+    const target = direct ? window : this.rbuf;
     let n: number;
     try {
-      n = native.recvmsg(this.fd, this.rbuf, 0, this.rbuf.length, this.fdsOut);
+      n = native.recvmsg(this.fd, target, 0, target.length, this.fdsOut);
     } catch (e) {
       this.destroy(e as Error);
       return false;
@@ -150,8 +156,8 @@ export class SocketTransport extends BaseTransport {
       return false;
     }
     if (n < 0) return false;
-    this.lastReadShort = n < this.rbuf.length;
-    this.ingest(this.rbuf.subarray(0, n), fds, (this.fdsOut[1]! & 1) !== 0);
+    this.lastReadShort = n < target.length;
+    this.ingest(target.subarray(0, n), fds, (this.fdsOut[1]! & 1) !== 0, direct);
     return true;
   }
 
