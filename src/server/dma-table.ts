@@ -210,7 +210,6 @@ export class DmaTable {
       if (BigInt(fileSize) < args.offset + args.size && type === 'file') {
         throw new ProtocolError(Errno.EINVAL, `DMA fd is ${fileSize} bytes, map needs ${args.offset + args.size}`);
       }
-      if (args.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(Errno.ENOSPC, 'DMA region too large');
     }
     let region: DmaRegion;
     try {
