@@ -130,20 +130,23 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
-void CheckRange(Napi::Env env, const Bytes& b, int64_t off, int64_t len) {
+// The (buf, offset, length) arguments at 1..3 of recvmsg and sendmsg, as an
+// iovec checked to lie inside the buffer.
+iovec ArgSpan(const Napi::CallbackInfo& info) {
+  Bytes b = ArgUint8Array(info, 1, "buf");
+  int64_t off = ArgInt(info, 2, 0, INT64_C(9007199254740991), "offset");
+  int64_t len = ArgInt(info, 3, 0, INT64_C(9007199254740991), "length");
   if (static_cast<uint64_t>(off) > b.length || static_cast<uint64_t>(len) > b.length - off) {
-    ThrowRange(env, "offset/length outside the buffer");
+    ThrowRange(info.Env(), "offset/length outside the buffer");
   }
+  return iovec{b.data + off, static_cast<size_t>(len)};
 }
 
 // recvmsg(fd, buf, offset, length, fdsOut): see binding.ts for the contract.
 Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
-  Bytes b = ArgUint8Array(info, 1, "buf");
-  int64_t off = ArgInt(info, 2, 0, INT64_C(9007199254740991), "offset");
-  int64_t len = ArgInt(info, 3, 0, INT64_C(9007199254740991), "length");
-  CheckRange(env, b, off, len);
+  iovec iov = ArgSpan(info);
 
   napi_typedarray_type type;
   size_t outLen = 0;
@@ -161,7 +164,6 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   // Sized for the caller's capacity; CMSG_SPACE rounding may let the kernel
   // deliver one more, which is closed below and reported as truncation.
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{b.data + off, static_cast<size_t>(len)};
   msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
@@ -208,13 +210,9 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
 Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
-  Bytes b = ArgUint8Array(info, 1, "buf");
-  int64_t off = ArgInt(info, 2, 0, INT64_C(9007199254740991), "offset");
-  int64_t len = ArgInt(info, 3, 0, INT64_C(9007199254740991), "length");
-  CheckRange(env, b, off, len);
+  iovec iov = ArgSpan(info);
 
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{b.data + off, static_cast<size_t>(len)};
   msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
@@ -228,7 +226,7 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     if (nfd > kMaxFds) ThrowErrno(env, ETOOMANYREFS, "sendmsg");
     if (nfd > 0) {
       // A zero-length write on a stream socket sends nothing, fds included.
-      if (len == 0) ThrowErrno(env, EINVAL, "sendmsg");
+      if (iov.iov_len == 0) ThrowErrno(env, EINVAL, "sendmsg");
       msg.msg_control = cbuf;
       msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
       memset(cbuf, 0, msg.msg_controllen);
