@@ -4,7 +4,7 @@
 // `npm test`.
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--cpu N] [--modes pinned,unpinned]
-//                      [--only rt,posted,irq,dma,mig,startup] [--no-doc]
+//                      [--only rt,posted,irq,dma,mig,startup,nvme] [--no-doc]
 //
 // Each figure alternates ours and the floor inside one run, several rounds,
 // and reports medians with min-max spread. "pinned": every process of the
@@ -47,7 +47,7 @@ const MODES = opt('--modes', 'pinned,unpinned')
     if (m === 'pinned' && !HAVE_TASKSET) console.error('taskset (util-linux) not found: skipping the pinned figures');
     return m !== 'pinned' || HAVE_TASKSET;
   });
-const ONLY = new Set(opt('--only', 'rt,posted,irq,dma,mig,startup').split(','));
+const ONLY = new Set(opt('--only', 'rt,posted,irq,dma,mig,startup,nvme').split(','));
 const N = QUICK
   ? { rt: 5000, posted: 50000, multi: 200000, irq: 100000, dmaSize: 64 << 20, dmaPasses: 2, dmaMsg: 16 << 20, mig: 64 << 20, flood: 200000 }
   : { rt: 20000, posted: 200000, multi: 1000000, irq: 200000, dmaSize: 256 << 20, dmaPasses: 3, dmaMsg: 64 << 20, mig: 256 << 20, flood: 1000000 };
@@ -468,6 +468,20 @@ async function startupFigures(mode) {
   }
 }
 
+/**
+ * Host-side cost per NVMe command of the NVMe sample (bench/nvme-cost.ts:
+ * our client plays the host driver, the server runs in a child process).
+ * No C floor: reported for comparison between versions.
+ */
+function nvmeFigures(mode) {
+  const out = execFileSync(NODE, [...TSX, join(HERE, 'nvme-cost.ts'), '--commands', QUICK ? '3000' : '20000', '--json'], { cwd: ROOT, encoding: 'utf8' });
+  const r = JSON.parse(out.trim().split('\n').pop());
+  for (const [phase, v] of Object.entries(r)) {
+    record({ mode, name: `NVMe ${phase}: server CPU per command`, unit: 'us CPU', better: 'lower', ours: stats([v.serverCpuUsPerCmd]), floor: null, ratio: null });
+    record({ mode, name: `NVMe ${phase}: IOPS (wall ${v.usPerCmd.toFixed(1)} us/command)`, unit: 'IOPS', better: 'higher', ours: stats([v.iops]), floor: null, ratio: null });
+  }
+}
+
 // ---------------------------------------------------------------- main
 compileFloor();
 console.log(`vfio-user-ts bench: ${results.machine.cpu} x${results.machine.cpus}, Node ${process.version}, kernel ${os.release()}; ${QUICK ? 'quick' : 'full'}, ${ROUNDS} rounds; pinned = taskset -c ${CPU}; load ${results.loadBefore.join(' ')}`);
@@ -491,6 +505,7 @@ for (const mode of MODES) {
     }
   }
   if (ONLY.has('startup') && mode === 'unpinned') await startupFigures(mode);
+  if (ONLY.has('nvme') && mode === 'unpinned') nvmeFigures(mode);
 }
 results.loadAfter = loadAvg();
 results.seconds = Math.round((Date.now() - t0) / 1000);
