@@ -11,7 +11,7 @@ const script = fileURLToPath(new URL('../../scripts/test-asan.sh', import.meta.u
 test('addon tests and a socket fuzz campaign under AddressSanitizer', { timeout: 15 * 60_000 }, async () => {
   const { code, out } = await new Promise<{ code: number; out: string }>((resolve) => {
     // A nested `node --test` skips its files when it sees it runs inside a test.
-    const env = { ...process.env, TEST_REPORTER: 'tap' };
+    const env: NodeJS.ProcessEnv = { ...process.env, TEST_REPORTER: 'tap' };
     delete env.NODE_TEST_CONTEXT;
     const p = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';

@@ -255,7 +255,7 @@ function setIrqsPayload(r: Rng): { payload: Uint8Array; fds: FdSpec[] } {
   const flags = r.chance(0.95) ? action | dataType : r.u32();
   const start = r.chance(0.9) ? r.int(4) : edgeU32(r);
   const count = r.chance(0.85) ? r.int(4) : edgeU32(r);
-  let data = new Uint8Array(0);
+  let data: Uint8Array = new Uint8Array(0);
   const fds: FdSpec[] = [];
   if ((flags & 0x4) !== 0) {
     const n = r.chance(0.85) ? Math.min(count, 17) : r.int(20);

@@ -47,7 +47,7 @@ test('a client that never reads: server-side reply buffering stays bounded, and 
     // Now read: a reply to every request sent comes, in order, whole.
     const buf = new Uint8Array(4 * MiB);
     const fdsOut = new Int32Array(4);
-    let stream = new Uint8Array(0);
+    let stream: Uint8Array = new Uint8Array(0);
     let next = 1;
     const deadline = Date.now() + 20000;
     while (next <= sent + 1) {

@@ -87,7 +87,7 @@ async function runCuts(steps: Step[], side: string): Promise<void> {
     // Cut k: the first k steps complete, then (when mid) half of step k, then the client vanishes.
     for (let k = 0; k <= steps.length; k++) {
       for (const mid of k < steps.length ? [false, true] : [false]) {
-        const accepted = new Promise((r) => dev.ctx.once('connect', r));
+        const accepted = new Promise<void>((r) => dev.ctx.once('connect', () => r()));
         const ep = new Endpoint(new SocketTransport(native.connect(path)), { requestTimeoutMs: 5000 });
         await accepted;
         for (let i = 0; i < k; i++) {
