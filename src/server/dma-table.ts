@@ -98,27 +98,25 @@ export class DmaRegion implements DmaRegionInfo {
     return new Uint8Array(this.window(k), lead + inWin, length);
   }
 
-  /** Copies out, across windows if needed. */
-  copyOut(offset: number, dst: Uint8Array): void {
+  /** Calls fn(bytes, at) for each window-sized piece of [offset, offset+length). */
+  private eachPiece(offset: number, length: number, fn: (bytes: Uint8Array, at: number) => void): void {
     let done = 0;
-    while (done < dst.length) {
+    while (done < length) {
       const k = Math.floor((offset + done) / this.windowSize);
       const inWin = offset + done - k * this.windowSize;
-      const n = Math.min(dst.length - done, this.windowSize - inWin);
-      dst.set(this.bytes(offset + done, n)!, done);
+      const n = Math.min(length - done, this.windowSize - inWin);
+      fn(this.bytes(offset + done, n)!, done);
       done += n;
     }
   }
 
+  /** Copies out, across windows if needed. */
+  copyOut(offset: number, dst: Uint8Array): void {
+    this.eachPiece(offset, dst.length, (b, at) => dst.set(b, at));
+  }
+
   copyIn(offset: number, src: Uint8Array): void {
-    let done = 0;
-    while (done < src.length) {
-      const k = Math.floor((offset + done) / this.windowSize);
-      const inWin = offset + done - k * this.windowSize;
-      const n = Math.min(src.length - done, this.windowSize - inWin);
-      this.bytes(offset + done, n)!.set(src.subarray(done, done + n));
-      done += n;
-    }
+    this.eachPiece(offset, src.length, (b, at) => b.set(src.subarray(at, at + b.length)));
   }
 
   markDirty(offset: number, length: number): void {
