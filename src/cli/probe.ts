@@ -2,9 +2,9 @@
 // libvfio-user's samples), describe the device (regions, IRQs, config space
 // decoded lspci-style) and disconnect cleanly.
 import { VfioUserClient } from '../client/client.js';
-import { describeRegionFlags, regionName } from '../client/names.js';
+import { describeIrqFlags, describeRegionFlags, regionName } from '../client/names.js';
 import { decodeConfigSpace, formatConfigSpace, formatSize, type DecodedConfigSpace } from '../pci/decode.js';
-import { DeviceInfoFlags, IrqInfoFlags, RegionIndex, RegionInfoFlags } from '../protocol/constants.js';
+import { DeviceInfoFlags, RegionIndex, RegionInfoFlags } from '../protocol/constants.js';
 import { errnoName } from '../protocol/errno.js';
 import type { VersionCapabilities } from '../protocol/version.js';
 import type { Logger } from '../util/logger.js';
@@ -53,15 +53,6 @@ function errText(e: unknown): string {
   return (e as Error)?.message ?? String(e);
 }
 
-function irqFlagNames(flags: number): string[] {
-  const out: string[] = [];
-  if (flags & IrqInfoFlags.EVENTFD) out.push('EVENTFD');
-  if (flags & IrqInfoFlags.MASKABLE) out.push('MASKABLE');
-  if (flags & IrqInfoFlags.AUTOMASKED) out.push('AUTOMASKED');
-  if (flags & IrqInfoFlags.NORESIZE) out.push('NORESIZE');
-  return out;
-}
-
 /** Asks a connected client everything probe reports. Per-region/IRQ failures are recorded, not thrown. */
 export async function probeDevice(client: VfioUserClient, socket: string): Promise<ProbeResult> {
   const info = await client.getDeviceInfo();
@@ -93,7 +84,7 @@ export async function probeDevice(client: VfioUserClient, socket: string): Promi
     const name = IRQ_NAMES[i] ?? `IRQ${i}`;
     try {
       const q = await client.getIrqInfo(i);
-      irqs.push({ index: i, name, count: q.count, flags: q.flags, flagNames: irqFlagNames(q.flags) });
+      irqs.push({ index: i, name, count: q.count, flags: q.flags, flagNames: describeIrqFlags(q.flags) });
     } catch (e) {
       irqs.push({ index: i, name, count: 0, flags: 0, flagNames: [], error: errText(e) });
     }

@@ -17,5 +17,5 @@ export {
 export { GuestMemory, CLIENT_DIRTY_PAGE_SIZE, type GuestMemoryOptions } from './guest-memory.js';
 export { ClientError, ClientErrorCode, type ClientErrorCodeValue } from './errors.js';
 export { irqIndexOf, irqTypeName, type IrqEvent, type IrqTypeLike, type IrqTypeName } from './irqs.js';
-export { regionName, describeRegionFlags } from './names.js';
+export { regionName, describeRegionFlags, describeIrqFlags } from './names.js';
 export * from './migrate.js';

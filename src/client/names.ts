@@ -1,4 +1,4 @@
-import { RegionInfoFlags } from '../protocol/constants.js';
+import { IrqInfoFlags, RegionInfoFlags } from '../protocol/constants.js';
 
 const REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'];
 
@@ -14,5 +14,15 @@ export function describeRegionFlags(flags: number): string[] {
   if (flags & RegionInfoFlags.WRITE) out.push('WRITE');
   if (flags & RegionInfoFlags.MMAP) out.push('MMAP');
   if (flags & RegionInfoFlags.CAPS) out.push('CAPS');
+  return out;
+}
+
+/** IRQ info flags as names (EVENTFD, MASKABLE, AUTOMASKED, NORESIZE). */
+export function describeIrqFlags(flags: number): string[] {
+  const out: string[] = [];
+  if (flags & IrqInfoFlags.EVENTFD) out.push('EVENTFD');
+  if (flags & IrqInfoFlags.MASKABLE) out.push('MASKABLE');
+  if (flags & IrqInfoFlags.AUTOMASKED) out.push('AUTOMASKED');
+  if (flags & IrqInfoFlags.NORESIZE) out.push('NORESIZE');
   return out;
 }
