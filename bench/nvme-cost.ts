@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { VfioUserClient } from '../src/client/client.js';
 import { createNvmeDevice } from '../samples/nvme/index.js';
-import { NvmeHost } from '../test/nvme/host.js';
+import { NvmeHost } from '../samples/nvme/host.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: string): string => {

@@ -5,13 +5,13 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const dist = new URL('../dist/src/cli/main.js', import.meta.url);
+const dist = new URL('../dist/cli/main.js', import.meta.url);
 let mod;
 if (existsSync(fileURLToPath(dist))) {
   mod = await import(dist.href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  mod = await import(new URL('../src/cli/main.ts', import.meta.url).href);
+  mod = await import(new URL('../cli/main.ts', import.meta.url).href);
 }
 process.exitCode = await mod.main(process.argv.slice(2));

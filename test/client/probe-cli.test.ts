@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeviceContext } from '../../src/server/context.js';
-import { main } from '../../src/cli/main.js';
+import { main } from '../../cli/main.js';
 import { sampleDevice, tempSocketPath } from './rig.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

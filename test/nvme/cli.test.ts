@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nvmeCommand, parseSize } from '../../src/cli/nvme.js';
+import { nvmeCommand, parseSize } from '../../cli/nvme.js';
 
 test('nvme CLI: sizes and argument errors', async () => {
   assert.equal(parseSize('64M'), 64 << 20);

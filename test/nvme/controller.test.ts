@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice, CSTS, REG, CC, type NvmeDevice } from '../../samples/nvme/index.js';
-import { connectInMemory, NvmeHost, PAGE } from './host.js';
+import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
 
 const SIZE = 8 << 20;

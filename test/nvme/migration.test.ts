@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice } from '../../samples/nvme/index.js';
 import { GuestMemory } from '../../src/client/guest-memory.js';
-import { connectInMemory, NvmeHost, type Cqe } from './host.js';
+import { connectInMemory, NvmeHost, type Cqe } from '../../samples/nvme/host.js';
 
 const SIZE = 16 << 20;
 const STOP = 1;

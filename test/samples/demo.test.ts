@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const entry = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+const entry = fileURLToPath(new URL('../../cli/run.ts', import.meta.url));
 
 function run(args: string[]): { done: Promise<{ code: number; out: string; err: string }>; kill: () => void } {
   const p = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,7 +1,7 @@
 // `vfio-user` command line: global options, then a subcommand.
 //   vfio-user [-v] <command> [args...]
 // Subcommands register in COMMANDS (loaded lazily); only those present are listed.
-import { consoleLogger, silentLogger } from '../util/logger.js';
+import { consoleLogger, silentLogger } from '../src/util/logger.js';
 import { UsageError, type CliCommand, type CliIo } from './types.js';
 
 /** Implemented subcommands, loaded on use. Other commands add themselves here. */

@@ -1,4 +1,4 @@
-import { createGpioDevice } from '../../samples/gpio-device.js';
+import { createGpioDevice } from '../samples/gpio-device.js';
 import { serveUntilDone } from './serve.js';
 import { UsageError, type CliCommand } from './types.js';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../util/logger.js';
+import type { Logger } from '../src/util/logger.js';
 
 /** What main.ts hands every subcommand. */
 export interface CliIo {

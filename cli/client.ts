@@ -5,13 +5,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { VfioUserClient } from '../client/client.js';
-import { migrate, type MigrationProgress } from '../client/migrate.js';
-import type { GuestMemory } from '../client/guest-memory.js';
-import { Errno, errnoName } from '../protocol/errno.js';
-import { RemoteError } from '../protocol/errors.js';
-import { decodeConfigSpace } from '../pci/decode.js';
-import { crc32 } from '../util/crc32.js';
+import { VfioUserClient } from '../src/client/client.js';
+import { migrate, type MigrationProgress } from '../src/client/migrate.js';
+import type { GuestMemory } from '../src/client/guest-memory.js';
+import { Errno, errnoName } from '../src/protocol/errno.js';
+import { RemoteError } from '../src/protocol/errors.js';
+import { decodeConfigSpace } from '../src/pci/decode.js';
+import { crc32 } from '../src/util/crc32.js';
 import { UsageError, type CliCommand, type CliIo } from './types.js';
 
 const BAR1 = 1;

@@ -6,7 +6,7 @@ import { VfioUserClient } from '../../src/client/client.js';
 import type { GuestMemory } from '../../src/client/guest-memory.js';
 import { createMemoryPair } from '../../src/transport/memory-transport.js';
 import type { DeviceContext } from '../../src/server/context.js';
-import { CC, CSTS, DOORBELL_BASE, REG } from '../../samples/nvme/registers.js';
+import { CC, CSTS, DOORBELL_BASE, REG } from './registers.js';
 
 export const PAGE = 4096;
 export const ADMIN_SQ = 0x0000n;

@@ -1,4 +1,4 @@
-import { createTimerDevice } from '../../samples/timer-device.js';
+import { createTimerDevice } from '../samples/timer-device.js';
 import { serveUntilDone } from './serve.js';
 import { UsageError, type CliCommand } from './types.js';
 

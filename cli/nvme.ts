@@ -1,8 +1,8 @@
 // `vfio-user nvme [-v] --backing FILE --size SIZE SOCKET`: serves the NVMe
 // sample controller (one namespace backed by FILE) to one client after
 // another until SIGINT/SIGTERM.
-import { createNvmeDevice } from '../../samples/nvme/index.js';
-import { consoleLogger } from '../util/logger.js';
+import { createNvmeDevice } from '../samples/nvme/index.js';
+import { consoleLogger } from '../src/util/logger.js';
 import { serveUntilDone } from './serve.js';
 
 export const NVME_USAGE = [

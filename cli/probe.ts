@@ -1,13 +1,13 @@
 // `vfio-user probe SOCKET [--json]`: connect to any vfio-user server (ours,
 // libvfio-user's samples), describe the device (regions, IRQs, config space
 // decoded lspci-style) and disconnect cleanly.
-import { VfioUserClient } from '../client/client.js';
-import { describeIrqFlags, describeRegionFlags, regionName } from '../client/names.js';
-import { decodeConfigSpace, formatConfigSpace, formatSize, type DecodedConfigSpace } from '../pci/decode.js';
-import { DeviceInfoFlags, RegionIndex, RegionInfoFlags } from '../protocol/constants.js';
-import { errnoName } from '../protocol/errno.js';
-import type { VersionCapabilities } from '../protocol/version.js';
-import type { Logger } from '../util/logger.js';
+import { VfioUserClient } from '../src/client/client.js';
+import { describeIrqFlags, describeRegionFlags, regionName } from '../src/client/names.js';
+import { decodeConfigSpace, formatConfigSpace, formatSize, type DecodedConfigSpace } from '../src/pci/decode.js';
+import { DeviceInfoFlags, RegionIndex, RegionInfoFlags } from '../src/protocol/constants.js';
+import { errnoName } from '../src/protocol/errno.js';
+import type { VersionCapabilities } from '../src/protocol/version.js';
+import type { Logger } from '../src/util/logger.js';
 import { UsageError, type CliCommand, type CliIo } from './types.js';
 
 const IRQ_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'];

@@ -1,7 +1,7 @@
 // Shared plumbing of the serving subcommands (server, gpio, nvme): listen,
 // stop cleanly on SIGINT/SIGTERM (closing the client gracefully and removing
 // the socket file), optionally after the first client leaves.
-import type { DeviceContext } from '../server/context.js';
+import type { DeviceContext } from '../src/server/context.js';
 
 export interface ServeOptions {
   /** Stop when the first client disconnects (libvfio-user's sample server does). */
