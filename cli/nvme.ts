@@ -3,14 +3,16 @@
 // another until SIGINT/SIGTERM.
 import { createNvmeDevice } from '../samples/nvme/index.js';
 import { consoleLogger } from '../src/util/logger.js';
-import { serveUntilDone } from './serve.js';
+import { DEDICATED_THREAD_FLAG, DEDICATED_THREAD_USAGE, serveUntilDone } from './serve.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] --backing FILE --size SIZE SOCKET',
+  'usage: vfio-user nvme [-v] [--dedicated-thread] --backing FILE --size SIZE SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
   'Clients are served one after another until SIGINT or SIGTERM.',
+  '',
+  DEDICATED_THREAD_USAGE,
   '',
 ].join('\n');
 
@@ -26,6 +28,7 @@ export function parseSize(s: string): number {
 
 export async function nvmeCommand(argv: string[]): Promise<number> {
   let verbose = false;
+  let dedicatedThread = false;
   let backing: string | undefined;
   let size: number | undefined;
   const positional: string[] = [];
@@ -33,6 +36,7 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i]!;
       if (a === '-v' || a === '--verbose') verbose = true;
+      else if (a === DEDICATED_THREAD_FLAG) dedicatedThread = true;
       else if (a === '-h' || a === '--help') {
         process.stdout.write(NVME_USAGE);
         return 0;
@@ -57,7 +61,7 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
   const dev = createNvmeDevice({ backing, size, logger });
   logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
   try {
-    return await serveUntilDone(dev.ctx, positional[0]!, { exitOnDisconnect: false });
+    return await serveUntilDone(dev.ctx, positional[0]!, { exitOnDisconnect: false, dedicatedThread });
   } finally {
     dev.namespace.close();
   }

@@ -3,7 +3,22 @@
 // the socket file), optionally after the first client leaves.
 import type { DeviceContext } from '../src/server/context.js';
 
+/** The flag every serving command takes for the dedicated-thread mode. */
+export const DEDICATED_THREAD_FLAG = '--dedicated-thread';
+
+/** Usage line of that flag, shared by the serving commands' help. */
+export const DEDICATED_THREAD_USAGE =
+  '  --dedicated-thread  serve from this thread blocking in recvmsg (2 syscalls per request, like libvfio-user\'s vfu_run_ctx)';
+
+/** Removes --dedicated-thread from `args`; says whether it was there. */
+export function takeDedicatedThread(args: string[]): { args: string[]; dedicatedThread: boolean } {
+  const rest = args.filter((a) => a !== DEDICATED_THREAD_FLAG);
+  return { args: rest, dedicatedThread: rest.length !== args.length };
+}
+
 export interface ServeOptions {
+  /** Serve in the dedicated-thread mode (ServerOptions.dedicatedThread). */
+  dedicatedThread?: boolean;
   /** Stop when the first client disconnects (libvfio-user's sample server does). */
   exitOnDisconnect: boolean;
   /** Exit code when stopping, computed at that time. */
@@ -11,7 +26,7 @@ export interface ServeOptions {
 }
 
 export async function serveUntilDone(ctx: DeviceContext, path: string, opts: ServeOptions): Promise<number> {
-  await ctx.listen(path);
+  await ctx.listen(path, opts.dedicatedThread ? { dedicatedThread: true } : {});
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (code: number): void => {

@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include <sys/uio.h>
+
 #include <cstdint>
 
 namespace vun {
@@ -35,6 +37,14 @@ struct Bytes {
   size_t length;
 };
 Bytes ArgUint8Array(const Napi::CallbackInfo& info, size_t i, const char* what);
+
+// recvmsg on a UNIX stream socket with SCM_RIGHTS: fds land in out[2..]
+// (at most maxFds, CLOEXEC; any beyond are closed), out[0] = their count,
+// out[1] bit 0 = some were lost (MSG_CTRUNC or over maxFds). Returns
+// recvmsg's result (errno set on -1). With MSG_DONTWAIT in flags EINTR is
+// retried; without it (a blocking receive) EINTR is returned to the caller,
+// which is how a blocked receive is interrupted.
+ssize_t RecvWithFds(int fd, iovec iov, int32_t* out, size_t maxFds, int flags);
 
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);

@@ -130,6 +130,55 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
+}  // namespace
+
+// See common.h.
+ssize_t RecvWithFds(int fd, iovec iov, int32_t* out, size_t maxFds, int flags) {
+  if (maxFds > kMaxFds) maxFds = kMaxFds;
+  // Sized for the caller's capacity; CMSG_SPACE rounding may let the kernel
+  // deliver one more, which is closed below and reported as truncation.
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (maxFds > 0) {
+    msg.msg_control = cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds);
+  }
+  out[0] = 0;
+  out[1] = 0;
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR && (flags & MSG_DONTWAIT) != 0);
+  if (n < 0) return n;
+  int32_t count = 0;
+  int32_t tflags = (msg.msg_flags & MSG_CTRUNC) ? 1 : 0;
+  if (msg.msg_controllen > 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const unsigned char* p = CMSG_DATA(c);
+      for (size_t i = 0; i < nfd; i++) {
+        int rfd;
+        memcpy(&rfd, p + i * sizeof(int), sizeof(int));
+        if (static_cast<size_t>(count) < maxFds) {
+          out[2 + count++] = rfd;
+        } else {
+          ::close(rfd);
+          tflags |= 1;
+        }
+      }
+    }
+  }
+  out[0] = count;
+  out[1] = tflags;
+  return n;
+}
+
+namespace {
+
 // The (buf, offset, length) arguments at 1..3 of recvmsg and sendmsg, as an
 // iovec checked to lie inside the buffer.
 iovec ArgSpan(const Napi::CallbackInfo& info) {
@@ -159,50 +208,12 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   }
   int32_t* out = static_cast<int32_t*>(outData);
   size_t maxFds = outLen - 2;
-  if (maxFds > kMaxFds) maxFds = kMaxFds;
 
-  // Sized for the caller's capacity; CMSG_SPACE rounding may let the kernel
-  // deliver one more, which is closed below and reported as truncation.
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (maxFds > 0) {
-    msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds);
-  }
-  out[0] = 0;
-  out[1] = 0;
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RecvWithFds(fd, iov, out, maxFds, MSG_DONTWAIT);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     ThrowErrno(env, errno, "recvmsg");
   }
-  int32_t count = 0;
-  int32_t flags = (msg.msg_flags & MSG_CTRUNC) ? 1 : 0;
-  if (msg.msg_controllen > 0) {
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const unsigned char* p = CMSG_DATA(c);
-      for (size_t i = 0; i < nfd; i++) {
-        int rfd;
-        memcpy(&rfd, p + i * sizeof(int), sizeof(int));
-        if (static_cast<size_t>(count) < maxFds) {
-          out[2 + count++] = rfd;
-        } else {
-          ::close(rfd);
-          flags |= 1;
-        }
-      }
-    }
-  }
-  out[0] = count;
-  out[1] = flags;
   return Napi::Number::New(env, static_cast<double>(n));
 }
 

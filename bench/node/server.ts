@@ -142,7 +142,9 @@ const desc: DeviceDescription = {
 };
 if (kind === 'mig-src' || kind === 'mig-dst') desc.migration = migration(Number(sizeArg ?? 256 * 1048576), kind === 'mig-src');
 
-ctx = new DeviceContext(desc, { requireBusMaster: false, callbackTimeoutMs: 120_000, requestTimeoutMs: 60_000 });
+// VFU_BENCH_DEDICATED=1: the dedicated-thread mode (blocking receive) instead of the event loop.
+const dedicatedThread = process.env.VFU_BENCH_DEDICATED === '1';
+ctx = new DeviceContext(desc, { requireBusMaster: false, callbackTimeoutMs: 120_000, requestTimeoutMs: 60_000, dedicatedThread });
 await ctx.listen(path);
 process.stdout.write('listening\n');
 const stop = (): void => {

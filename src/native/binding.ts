@@ -42,6 +42,16 @@ export interface PollerHandle {
   ref(): void;
   /** Do not keep the event loop alive on this handle's account. */
   unref(): void;
+  /**
+   * Blocking receive (dedicated-thread mode): while on, a callback that
+   * returns true makes the poller wait for the next bytes in a blocking
+   * recvmsg into `buf` (fds into `fdsOut`, laid out as recvmsg's) and call
+   * back with RECEIVED and the byte count (or a negative errno as status),
+   * returning to the event loop whenever the loop has work. The fd is
+   * switched to blocking mode (every other call of the addon passes
+   * MSG_DONTWAIT). `null` turns it off. The buffers must not be detached.
+   */
+  setBlockingReceive(buf: Uint8Array | null, fdsOut?: Int32Array): void;
 }
 
 export interface PollerConstructor {
@@ -51,7 +61,7 @@ export interface PollerConstructor {
    * negative libuv error (then `events` is 0 and the watcher has stopped);
    * an exception thrown by `cb` becomes an uncaught exception.
    */
-  new (fd: number, cb: (status: number, events: PollEvents) => void): PollerHandle;
+  new (fd: number, cb: (status: number, events: PollEvents, received: number) => boolean | void): PollerHandle;
 }
 
 export interface PeerCred {
@@ -111,6 +121,8 @@ export interface NativeBinding {
   readonly READABLE: 1;
   readonly WRITABLE: 2;
   readonly DISCONNECT: 4;
+  /** Poller callback event: its blocking receive delivered bytes. */
+  readonly RECEIVED: 0x100;
 
   // ---- eventfd ----
   /**

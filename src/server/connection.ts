@@ -4,7 +4,7 @@ import { commandName } from '../protocol/commands.js';
 import type { MessageHeader } from '../protocol/header.js';
 import type { VersionCapabilities } from '../protocol/version.js';
 import { Endpoint, type Payload } from '../transport/endpoint.js';
-import { SocketTransport } from '../transport/socket-transport.js';
+import { SocketTransport, type FastLaneHandler } from '../transport/socket-transport.js';
 import type { Message, Transport } from '../transport/types.js';
 import type { Logger } from '../util/logger.js';
 
@@ -21,6 +21,15 @@ export type HandlerResult = HandlerReply | Payload | void;
 const isPayload = (r: HandlerResult): r is Payload => r instanceof Uint8Array || Array.isArray(r);
 
 export type CommandHandler = (msg: Message, conn: Connection) => HandlerResult | Promise<HandlerResult>;
+
+/**
+ * Handles a command lying in the transport's read buffer without a Message
+ * object (see handlers.ts fastCommand); false leaves it to CommandHandler.
+ */
+export type FastCommandHandler = (buf: Uint8Array, offset: number, size: number, conn: Connection) => boolean;
+
+/** Replies built in place by the fast lane (REGION_READ data included) fit here. */
+const REPLY_BUFFER_SIZE = 64 * 1024 + 32;
 
 export interface ConnectionOptions {
   logger: Logger;
@@ -64,14 +73,24 @@ export class Connection {
   private closedFlag = false;
   /** Jobs that run in the queue's order once it drains (disconnect cleanup). */
   private readonly tailJobs: (() => Promise<void> | void)[] = [];
+  /** Where the fast lane builds its replies; reused for every one. */
+  readonly replyBuffer: Uint8Array;
 
   constructor(
     readonly transport: Transport,
     private readonly handler: (msg: Message, conn: Connection) => HandlerResult | Promise<HandlerResult>,
     private readonly opts: ConnectionOptions,
     private readonly onClosed: (conn: Connection) => void,
+    fast?: FastCommandHandler,
   ) {
     this.endpoint = new Endpoint(transport, { requestTimeoutMs: opts.requestTimeoutMs });
+    this.replyBuffer = new Uint8Array(fast && transport instanceof SocketTransport ? REPLY_BUFFER_SIZE : 0);
+    if (fast && transport instanceof SocketTransport) {
+      // Only while nothing is queued or running: commands stay in arrival order.
+      const lane: FastLaneHandler = (b, at, size) =>
+        !this.busy && !this.outputBlocked && this.queue.length === 0 && !this.closedFlag && fast(b, at, size, this);
+      transport.setFastLane(lane);
+    }
     transport.setHandlers({ onDrain: () => this.onOutputDrained() });
     this.endpoint.setHandlers({
       onCommand: (m) => this.enqueue(m),
@@ -117,6 +136,11 @@ export class Connection {
   /** The endpoint server->client requests go to. */
   get dmaEndpoint(): Endpoint {
     return this.twin ?? this.endpoint;
+  }
+
+  /** Nothing running, queued or held back: the next message would run at once. */
+  get idle(): boolean {
+    return !this.busy && !this.outputBlocked && this.queue.length === 0 && this.tailJobs.length === 0 && !this.closedFlag;
   }
 
   /** Messages waiting behind the current one. */
@@ -201,6 +225,31 @@ export class Connection {
       this.reply(msg.header, r);
       return;
     }
+    this.settleLater(msg.header, r);
+  }
+
+  /**
+   * Sends a reply the fast lane built in `buf[0 .. length)` (reused: sent at
+   * once or copied), with the same back-pressure and close-after-reply rules
+   * as every other reply.
+   */
+  sendReply(buf: Uint8Array, length: number): void {
+    if (this.closedFlag || this.transport.closed) return;
+    this.noteSent((this.transport as SocketTransport).sendReused(buf, length));
+    this.maybeClose();
+  }
+
+  /** Answers command `h` with the error `e` stands for (the fast lane's failures). */
+  failNow(h: MessageHeader, e: unknown): void {
+    this.fail(h, e);
+  }
+
+  /**
+   * Holds the queue until the pending result of command `h` settles (or its
+   * deadline passes: ETIMEDOUT), then replies.
+   */
+  settleLater(h: MessageHeader, r: Promise<HandlerResult>): void {
+    const msg = { header: h };
     this.busy = true;
     let timer: NodeJS.Timeout | null = null;
     const deadline = new Promise<never>((_, reject) => {

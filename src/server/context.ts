@@ -18,11 +18,19 @@ import type { DeviceDescription, ResetReason } from './device.js';
 import { DmaController } from './dma.js';
 import { createDmaWorkerPort } from './dma-worker.js';
 import { DmaTable, type DmaRegion } from './dma-table.js';
-import { handleCommand } from './handlers.js';
+import { fastCommand, handleCommand } from './handlers.js';
 import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './irqs.js';
 import { MigrationController } from './migration.js';
 import { resolveOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { Region } from './regions.js';
+
+/** How listen() serves its clients. */
+export interface ListenOptions {
+  /** Polling mode: nothing happens until poll() is called (see poll()). Default false. */
+  poll?: boolean;
+  /** Dedicated-thread mode for this socket (see ServerOptions.dedicatedThread); default: the context's option. */
+  dedicatedThread?: boolean;
+}
 
 export interface DeviceContextEvents {
   listening: [path: string];
@@ -70,6 +78,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   private listenPoller: PollerHandle | null = null;
   private socketPath: string | null = null;
   private pollMode = false;
+  private dedicatedThread = false;
   private destroyed = false;
   /** Set while a client's connection is being torn down. */
   private cleanup: Promise<void> | null = null;
@@ -341,7 +350,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
    * Listens on a UNIX socket path (mode 0600 by default) and serves one
    * client after another. A stale socket file at the path is replaced.
    */
-  async listen(path: string, opts: { poll?: boolean } = {}): Promise<void> {
+  async listen(path: string, opts: ListenOptions = {}): Promise<void> {
     if (this.listenFd >= 0) throw new VfioUserError('ERR_VFIO_USER_STATE', 'already listening');
     try {
       if (lstatSync(path).isSocket()) unlinkSync(path);
@@ -351,6 +360,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     this.listenFd = native.listen(path, this.options.socketMode, 1);
     this.socketPath = path;
     this.pollMode = opts.poll ?? false;
+    this.dedicatedThread = opts.dedicatedThread ?? this.options.dedicatedThread;
     if (!this.pollMode) {
       this.listenPoller = new native.Poller(this.listenFd, () => this.acceptPending());
       this.listenPoller.start(native.READABLE);
@@ -388,7 +398,8 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       }
       const t = new SocketTransport(fd, { maxMessageSize: this.options.maxMessageSize, maxFdsPerMessage: this.options.maxMsgFds });
       if (this.pollMode) t.enablePullMode();
-      this.attach(t);
+      const conn = this.attach(t);
+      if (this.dedicatedThread && !this.pollMode) t.setBlockingReceive(() => conn.idle);
     }
   }
 
@@ -415,6 +426,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
         maxMessageSize: this.options.maxMessageSize,
       },
       (c) => this.onConnectionClosed(c),
+      (b, at, size, c) => fastCommand(this, c, b, at, size),
     );
     this.conn = conn;
     this.log.info('client connected');

@@ -15,6 +15,13 @@ export type ResetReason =
 export type RegionReadHandler = (offset: number, count: number) => Uint8Array | Promise<Uint8Array>;
 /** Writes `data` at `offset` of a region. May be async. */
 export type RegionWriteHandler = (offset: number, data: Uint8Array) => void | Promise<void>;
+/**
+ * Reads `count` bytes at `offset` of a region into `out` at `outOffset`,
+ * synchronously. The allocation-free form of {@link RegionReadHandler}: the
+ * library passes the buffer the reply is built in, so a read costs no
+ * allocation at all. `out` is only valid during the call.
+ */
+export type RegionReadIntoHandler = (offset: number, count: number, out: Uint8Array, outOffset: number) => void;
 
 /** An mmap-able window of a shared-memory region, relative to the region. */
 export interface MmapArea {
@@ -35,6 +42,11 @@ export interface RegionSpec {
   /** Access callbacks. Without them a shared region reads/writes its memory; others refuse the access. */
   read?: RegionReadHandler;
   write?: RegionWriteHandler;
+  /**
+   * Synchronous reads into a buffer the library provides (no allocation per
+   * access). When present it serves every read and `read` is not called.
+   */
+  readInto?: RegionReadIntoHandler;
   /**
    * Back the region with shared memory (a sealed memfd) that the client may
    * mmap; `mmapAreas` limits which parts (default: all of it). The device

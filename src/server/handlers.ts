@@ -7,7 +7,7 @@ import { decodeDmaMapRequest, decodeDmaUnmapRequest, encodeDmaUnmapReply } from 
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAP_X_IRQ_MESSAGES } from '../protocol/extensions.js';
-import { FLAGS_KNOWN, isCommand } from '../protocol/header.js';
+import { FLAG_NO_REPLY, FLAGS_KNOWN, isCommand, TYPE_REPLY, type MessageHeader } from '../protocol/header.js';
 import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/irq-info.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/mig-data.js';
 import { decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionReadReplyParts, encodeRegionWriteReply } from '../protocol/region-access.js';
@@ -303,4 +303,112 @@ async function finishWriteMulti(
     if (isPromise(r)) await r;
   }
   return encodeWriteMultiReply({ wrCnt: BigInt(entries.length) });
+}
+
+/** Reads a little-endian u32 from `b` at `i`. */
+const u32At = (b: Uint8Array, i: number): number => (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0;
+
+/** REGION_READ/REGION_WRITE request and reply heads: 16-byte message header + 16-byte access header. */
+const ACCESS_HEAD = 32;
+
+/**
+ * The allocation-free path of the two commands that dominate a device's
+ * traffic, REGION_READ and REGION_WRITE, for a message lying in the
+ * transport's read buffer. It takes only requests it can answer completely
+ * and exactly as handleCommand would (well-formed, in bounds, offset below
+ * 2^32, the reply fits the connection's reply buffer); for anything else it
+ * returns false before changing any state, and the message goes the general
+ * way, which produces the error reply. A device callback that returns a
+ * promise hands the command to the connection's ordered queue.
+ */
+export function fastCommand(ctx: DeviceContext, conn: Connection, b: Uint8Array, at: number, size: number): boolean {
+  const command = b[at + 2]! | (b[at + 3]! << 8);
+  if (command !== Command.REGION_READ && command !== Command.REGION_WRITE) return false;
+  const flags = u32At(b, at + 8);
+  // A plain command, posted or not; anything else (and the handshake) goes the general way.
+  if ((flags !== 0 && flags !== FLAG_NO_REPLY) || conn.peerCaps === null || size < ACCESS_HEAD) return false;
+  if (u32At(b, at + 20) !== 0) return false; // offset >= 2^32: no region is that large
+  const offset = u32At(b, at + 16);
+  const index = u32At(b, at + 24);
+  const count = u32At(b, at + 28);
+  if (index >= NUM_REGIONS || count === 0 || count > ctx.options.maxDataXferSize) return false;
+  const region = ctx.region(index);
+  if (offset + count > region.size) return false;
+  const out = conn.replyBuffer;
+  if (command === Command.REGION_READ) {
+    if (size !== ACCESS_HEAD || !region.readable || ACCESS_HEAD + count > out.length) return false;
+    let pending: Promise<Uint8Array> | null;
+    try {
+      pending = region.readInto(offset, count, out, ACCESS_HEAD);
+    } catch (e) {
+      conn.failNow(headerAt(b, at), e);
+      return true;
+    }
+    if (pending !== null) {
+      const h = headerAt(b, at);
+      const req = { offset: BigInt(offset), region: index, count };
+      conn.settleLater(
+        h,
+        pending.then((data) => {
+          if (data.length !== count) throw new ProtocolError(Errno.EIO, `region ${index} read returned ${data.length} of ${count} bytes`);
+          return encodeRegionReadReplyParts({ ...req, data });
+        }),
+      );
+      return true;
+    }
+    if (flags === 0) {
+      writeReplyHead(out, b, at, ACCESS_HEAD + count);
+      conn.sendReply(out, ACCESS_HEAD + count);
+    }
+    return true;
+  }
+  if (size !== ACCESS_HEAD + count || !region.writable) return false;
+  let r: void | Promise<void>;
+  try {
+    // A copy: the device may keep the bytes (or use them after an await),
+    // and the read buffer is reused by the next receive.
+    r = region.write(offset, b.slice(at + ACCESS_HEAD, at + size));
+  } catch (e) {
+    conn.failNow(headerAt(b, at), e);
+    return true;
+  }
+  if (isPromise(r)) {
+    const reply = encodeRegionWriteReply({ offset: BigInt(offset), region: index, count });
+    conn.settleLater(headerAt(b, at), r.then(() => reply));
+    return true;
+  }
+  if (flags === 0) {
+    writeReplyHead(out, b, at, ACCESS_HEAD);
+    conn.sendReply(out, ACCESS_HEAD);
+  }
+  return true;
+}
+
+/** The header of the message at `b[at]`, as an object (slow paths only). */
+function headerAt(b: Uint8Array, at: number): MessageHeader {
+  return { msgId: b[at]! | (b[at + 1]! << 8), command: b[at + 2]! | (b[at + 3]! << 8), msgSize: u32At(b, at + 4), flags: u32At(b, at + 8), error: u32At(b, at + 12) };
+}
+
+/**
+ * Writes a reply's message header and the echoed 16-byte access header of
+ * request `b[at]` into `out`: same id and command, TYPE_REPLY, no error.
+ */
+function writeReplyHead(out: Uint8Array, b: Uint8Array, at: number, msgSize: number): void {
+  out[0] = b[at]!;
+  out[1] = b[at + 1]!;
+  out[2] = b[at + 2]!;
+  out[3] = b[at + 3]!;
+  out[4] = msgSize;
+  out[5] = msgSize >>> 8;
+  out[6] = msgSize >>> 16;
+  out[7] = msgSize >>> 24;
+  out[8] = TYPE_REPLY;
+  out[9] = 0;
+  out[10] = 0;
+  out[11] = 0;
+  out[12] = 0;
+  out[13] = 0;
+  out[14] = 0;
+  out[15] = 0;
+  for (let i = 16; i < ACCESS_HEAD; i++) out[i] = b[at + i]!;
 }

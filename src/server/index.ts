@@ -1,6 +1,6 @@
 // The device server: describe a device as data plus callbacks; the context
 // serves it over vfio-user.
-export { DeviceContext, type DeviceContextEvents, type InterruptApi } from './context.js';
+export { DeviceContext, type DeviceContextEvents, type InterruptApi, type ListenOptions } from './context.js';
 export type {
   ConfigAccessHandlers,
   DeviceDescription,
@@ -9,6 +9,7 @@ export type {
   MigrationStateName,
   MmapArea,
   RegionReadHandler,
+  RegionReadIntoHandler,
   RegionSpec,
   RegionWriteHandler,
   ResetReason,

@@ -40,6 +40,17 @@ export interface ServerOptions {
   twinSocket?: boolean;
   /** Commands queued while one is pending before the socket stops being read. Default 4096. */
   maxQueuedCommands?: number;
+  /**
+   * Dedicated-thread mode, libvfio-user's blocking `vfu_run_ctx` model: the
+   * thread that runs the context (the main thread, or the worker_thread the
+   * device was created in) waits for the client's next message in a blocking
+   * recvmsg rather than in the event loop, so a request costs two syscalls
+   * (receive, reply) instead of three. The event loop still runs whenever it
+   * has work: timers, other sockets, worker messages and signals interrupt
+   * the wait (the addon uses SIGURG for that). Best when this thread serves
+   * the device and little else. Default false.
+   */
+  dedicatedThread?: boolean;
 }
 
 export type ResolvedServerOptions = Required<Omit<ServerOptions, 'allowedUids' | 'logger'>> & {
@@ -63,6 +74,7 @@ export function resolveOptions(o: ServerOptions, logger: Logger): ResolvedServer
     writeMultiple: o.writeMultiple ?? true,
     twinSocket: o.twinSocket ?? true,
     maxQueuedCommands: o.maxQueuedCommands ?? 4096,
+    dedicatedThread: o.dedicatedThread ?? false,
   };
   const positive = ['maxMessageSize', 'maxDataXferSize', 'maxDmaRegions', 'maxDirtyBitmapSize', 'callbackTimeoutMs', 'requestTimeoutMs', 'maxQueuedCommands'] as const;
   for (const k of positive) {

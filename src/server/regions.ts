@@ -4,7 +4,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { RegionCapId, RegionInfoFlags } from '../protocol/constants.js';
 import type { RegionDescription as WireRegion } from '../protocol/region-info.js';
 import { VfioUserError } from '../protocol/errors.js';
-import type { MmapArea, RegionReadHandler, RegionSpec, RegionWriteHandler } from './device.js';
+import type { MmapArea, RegionReadHandler, RegionReadIntoHandler, RegionSpec, RegionWriteHandler } from './device.js';
 
 const F_SEAL_SEAL = 0x1;
 const F_SEAL_SHRINK = 0x2;
@@ -42,6 +42,7 @@ export class Region {
   readonly memory: Uint8Array | null;
   private readonly onRead: RegionReadHandler | undefined;
   private readonly onWrite: RegionWriteHandler | undefined;
+  private readonly onReadInto: RegionReadIntoHandler | undefined;
   readonly ioeventfds: IoEventFd[] = [];
   readonly overlays: RegionOverlay[] = [];
 
@@ -52,6 +53,7 @@ export class Region {
     this.writable = spec ? spec.writable ?? true : false;
     this.onRead = spec?.read;
     this.onWrite = spec?.write;
+    this.onReadInto = spec?.readInto;
     if (!Number.isSafeInteger(this.size) || this.size < 0) throw new VfioUserError('ERR_VFIO_USER_INVALID_DEVICE', `region ${index}: bad size`);
     if (spec?.shared && this.size > 0) {
       const areas = typeof spec.shared === 'object' && spec.shared.mmapAreas ? spec.shared.mmapAreas : [{ offset: 0, size: this.size }];
@@ -112,8 +114,47 @@ export class Region {
     if (!this.readable) throw new ProtocolError(Errno.EINVAL, `region ${this.index} is not readable`);
     const ov = this.overlayAt(offset, count);
     if (ov) return ov.read(offset - ov.offset, count);
+    if (this.onReadInto) {
+      const out = new Uint8Array(count);
+      this.onReadInto(offset, count, out, 0);
+      return out;
+    }
     if (this.onRead) return this.onRead(offset, count);
     if (this.memory) return this.memory.slice(offset, offset + count);
+    throw new ProtocolError(Errno.EINVAL, `region ${this.index} has no read handler`);
+  }
+
+  /**
+   * Serves a read straight into `out` at `at` (the reply being built): no
+   * allocation unless the device's `read` callback makes one. Returns null
+   * when done, or the device's pending promise when its callback is async
+   * (the caller then finishes the reply when it settles). Range already
+   * checked by the caller.
+   */
+  readInto(offset: number, count: number, out: Uint8Array, at: number): null | Promise<Uint8Array> {
+    if (!this.readable) throw new ProtocolError(Errno.EINVAL, `region ${this.index} is not readable`);
+    if (this.overlays.length > 0) {
+      const ov = this.overlayAt(offset, count);
+      if (ov) {
+        out.set(ov.read(offset - ov.offset, count), at);
+        return null;
+      }
+    }
+    if (this.onReadInto) {
+      this.onReadInto(offset, count, out, at);
+      return null;
+    }
+    if (this.onRead) {
+      const r = this.onRead(offset, count);
+      if (!(r instanceof Uint8Array)) return r;
+      if (r.length !== count) throw new ProtocolError(Errno.EIO, `region ${this.index} read returned ${r.length} of ${count} bytes`);
+      copySmall(r, 0, out, at, count);
+      return null;
+    }
+    if (this.memory) {
+      copySmall(this.memory, offset, out, at, count);
+      return null;
+    }
     throw new ProtocolError(Errno.EINVAL, `region ${this.index} has no read handler`);
   }
 
@@ -134,5 +175,17 @@ export class Region {
     if (this.memory) native.munmap(this.memory.buffer as ArrayBuffer);
     if (this.fd >= 0) native.close(this.fd);
     for (const e of this.ioeventfds.splice(0)) native.close(e.fd);
+  }
+}
+
+/**
+ * Copies `n` bytes. Register-sized copies go byte by byte: a subarray for
+ * TypedArray.set would allocate a view per access.
+ */
+function copySmall(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
+  if (n <= 16) {
+    for (let i = 0; i < n; i++) dst[to + i] = src[from + i]!;
+  } else {
+    dst.set(src.subarray(from, from + n), to);
   }
 }

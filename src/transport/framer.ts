@@ -44,6 +44,11 @@ export class Framer {
     return this.body.subarray(this.bodyFilled);
   }
 
+  /** Bytes of the current message body still to come (0 between messages). */
+  get bodyLeft(): number {
+    return this.body === null ? 0 : this.body.length - this.bodyFilled;
+  }
+
   /** `n` bytes were received straight into bodyWindow(), with these fds. */
   bodyFilledInPlace(n: number, fds: number[] = [], fdsTruncated = false): FrameEvent[] {
     const body = this.body!;

@@ -4,6 +4,8 @@ import type { TransportLimits } from './types.js';
 
 const READABLE = 1;
 const WRITABLE = 2;
+/** Poller event: its blocking receive delivered bytes (native/poller.cc). */
+const RECEIVED = 0x100;
 /** One read buffer per transport; bodies are copied out by the framer. */
 const READ_BUFFER_SIZE = 256 * 1024;
 /** SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at net.core.wmem_max). */
@@ -12,6 +14,17 @@ const SOCKET_BUFFER_SIZE = 4 * 1048576;
 const DIRECT_READ_MIN = 64 * 1024;
 /** Reads per readiness callback before yielding to the event loop. */
 const MAX_READS_PER_TICK = 64;
+
+/** No fds: shared, never mutated (the framer copies fds out of its argument). */
+const NO_FDS: number[] = [];
+
+/**
+ * Handles one whole message lying in the transport's read buffer at
+ * `buf[offset .. offset + size)`, synchronously, without a Message object.
+ * Returns false to leave the message (and everything after it in this read)
+ * to the general path. The bytes are only valid during the call.
+ */
+export type FastLaneHandler = (buf: Uint8Array, offset: number, size: number) => boolean;
 
 interface Outgoing {
   data: Uint8Array;
@@ -38,6 +51,9 @@ export class SocketTransport extends BaseTransport {
   private flushWaiter: (() => void) | null = null;
   /** The last recvmsg returned less than the buffer holds. */
   private lastReadShort = false;
+  private fast: FastLaneHandler | null = null;
+  /** Blocking receive on (dedicated-thread mode), and when the owner allows it. */
+  private blockGate: (() => boolean) | null = null;
 
   constructor(fd: number, limits?: Partial<TransportLimits>) {
     super(limits, (f) => native.close(f));
@@ -50,8 +66,73 @@ export class SocketTransport extends BaseTransport {
     } catch {
       // not a socket we may tune (or a test double): defaults are fine
     }
-    this.poller = new native.Poller(fd, (status, events) => this.onPoll(status, events));
+    this.poller = new native.Poller(fd, (status, events, received) => this.onPoll(status, events, received));
     this.updatePoll();
+  }
+
+  /**
+   * Installs the fast lane: whole fd-less messages that arrive while nothing
+   * is buffered ahead of them go to `handler` in place, before any framing
+   * object is made for them. Messages it declines, and all others, take the
+   * general path in order.
+   */
+  setFastLane(handler: FastLaneHandler | null): void {
+    this.fast = handler;
+  }
+
+  /**
+   * Dedicated-thread mode: while `gate()` says the owner is idle (nothing
+   * running, nothing queued) and nothing is buffered here, this thread waits
+   * for the next message in a blocking recvmsg instead of in the event loop
+   * (see native/poller.cc): two syscalls per request. The loop still runs
+   * whenever it has work (timers, other fds, worker messages, signals).
+   * `null` turns it off.
+   */
+  setBlockingReceive(gate: (() => boolean) | null): void {
+    if (this.isClosed) return;
+    this.blockGate = gate;
+    if (gate) this.poller.setBlockingReceive(this.rbuf, this.fdsOut);
+    else this.poller.setBlockingReceive(null);
+  }
+
+  /** Whether the poller may block for the next message now. */
+  private mayBlock(): boolean {
+    return (
+      this.blockGate !== null &&
+      !this.isClosed &&
+      !this.closing &&
+      !this.eof &&
+      !this.paused &&
+      !this.pullMode &&
+      this.queue.length === 0 &&
+      this.inbox.length === 0 &&
+      // Large bodies are received in place by the non-blocking path.
+      this.framer.bodyLeft < DIRECT_READ_MIN &&
+      this.blockGate()
+    );
+  }
+
+  /**
+   * Sends `buf[0 .. length)`, a buffer the caller reuses: written to the
+   * socket at once when nothing is queued (the common case: no copy, no
+   * allocation); whatever the socket does not take is copied into the queue.
+   * Same return value as send().
+   */
+  sendReused(buf: Uint8Array, length: number): boolean {
+    this.assertOpen();
+    let sent = 0;
+    if (this.queue.length === 0) {
+      let n: number;
+      try {
+        n = native.sendmsg(this.fd, buf, 0, length, null);
+      } catch (e) {
+        this.destroy(e as Error);
+        return false;
+      }
+      if (n === length) return true;
+      if (n > 0) sent = n;
+    }
+    return this.send(buf.slice(sent, length));
   }
 
   send(data: Uint8Array, fds?: readonly number[], ownFds = false): boolean {
@@ -115,11 +196,16 @@ export class SocketTransport extends BaseTransport {
     }
   }
 
-  private onPoll(status: number, events: number): void {
-    if (this.isClosed) return;
+  private onPoll(status: number, events: number, received: number): boolean {
+    if (this.isClosed) return false;
     if (status < 0) {
-      this.destroy(new Error(`poll error ${status}`));
-      return;
+      this.destroy(events & RECEIVED ? Object.assign(new Error(`recvmsg: errno ${-status}`), { errno: -status, syscall: 'recvmsg' }) : new Error(`poll error ${status}`));
+      return false;
+    }
+    if (events & RECEIVED) {
+      // The poller's blocking receive put `received` bytes in rbuf.
+      this.afterReceive(received, this.rbuf, false);
+      return this.mayBlock();
     }
     if (events & WRITABLE) this.flushQueue();
     if (events & READABLE && !this.paused && !this.pullMode) {
@@ -131,7 +217,9 @@ export class SocketTransport extends BaseTransport {
         if (!this.readSome() || this.lastReadShort) break;
       }
     }
-    if (!this.isClosed) this.updatePoll();
+    if (this.isClosed) return false;
+    this.updatePoll();
+    return this.mayBlock();
   }
 
   protected readSome(): boolean {
@@ -147,7 +235,17 @@ export class SocketTransport extends BaseTransport {
       this.destroy(e as Error);
       return false;
     }
+    return this.afterReceive(n, target, direct);
+  }
+
+  /** Frames what a recvmsg of `n` bytes into `target` (fds in fdsOut) brought. False at EOF or EAGAIN. */
+  private afterReceive(n: number, target: Uint8Array, direct: boolean): boolean {
     const nfds = this.fdsOut[0]!;
+    if (n > 0 && nfds === 0 && !direct && this.fast !== null && !this.pullMode && (this.fdsOut[1]! & 1) === 0) {
+      this.lastReadShort = n < target.length;
+      this.ingestFast(n);
+      return true;
+    }
     const fds: number[] = [];
     for (let i = 0; i < nfds; i++) fds.push(this.fdsOut[2 + i]!);
     if (n === 0) {
@@ -159,6 +257,27 @@ export class SocketTransport extends BaseTransport {
     this.lastReadShort = n < target.length;
     this.ingest(target.subarray(0, n), fds, (this.fdsOut[1]! & 1) !== 0, direct);
     return true;
+  }
+
+  /**
+   * The fast lane over `rbuf[0 .. n)` (no fds came with it): whole messages
+   * go to the handler in place while nothing is buffered ahead of them and
+   * delivery is on; the rest of the read, from the first message it
+   * declines, is framed as usual.
+   */
+  private ingestFast(n: number): void {
+    const b = this.rbuf;
+    const max = this.limits.maxMessageSize;
+    let pos = 0;
+    if (this.framer.idle && this.inbox.length === 0) {
+      while (n - pos >= 16 && !this.paused && !this.isClosed && !this.closing) {
+        const size = (b[pos + 4]! | (b[pos + 5]! << 8) | (b[pos + 6]! << 16) | (b[pos + 7]! << 24)) >>> 0;
+        if (size < 16 || size > n - pos || size > max) break;
+        if (!this.fast!(b, pos, size)) break;
+        pos += size;
+      }
+    }
+    if (pos < n && !this.isClosed) this.ingest(b.subarray(pos, n), NO_FDS, false);
   }
 
   protected onPauseChange(): void {

@@ -10,8 +10,9 @@ import type { ServerOptions } from '../../src/server/options.js';
 import { createMemoryPair } from '../../src/transport/memory-transport.js';
 import { VfioUserClient, type ClientOptions } from '../../src/client/index.js';
 
-export type TransportKind = 'socket' | 'memory';
-export const TRANSPORTS: TransportKind[] = ['socket', 'memory'];
+/** 'dedicated': a socket to a server in dedicated-thread mode (blocking receive), in this same thread. */
+export type TransportKind = 'socket' | 'memory' | 'dedicated';
+export const TRANSPORTS: TransportKind[] = ['socket', 'memory', 'dedicated'];
 
 export interface Rig {
   ctx: DeviceContext;
@@ -53,11 +54,12 @@ export async function startRig(
   kind: TransportKind,
   opts: { device?: DeviceDescription; server?: ServerOptions; client?: ClientOptions } = {},
 ): Promise<Rig> {
-  const ctx = new DeviceContext(opts.device ?? sampleDevice(), opts.server ?? {});
+  const server = kind === 'dedicated' ? { ...opts.server, dedicatedThread: true } : opts.server ?? {};
+  const ctx = new DeviceContext(opts.device ?? sampleDevice(), server);
   let client: VfioUserClient;
   let path: string | null = null;
   let cleanup = () => {};
-  if (kind === 'socket') {
+  if (kind !== 'memory') {
     const t = tempSocketPath();
     path = t.path;
     cleanup = t.cleanup;

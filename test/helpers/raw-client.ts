@@ -15,8 +15,9 @@ import type { Message, Transport } from '../../src/transport/types.js';
 import { encodeVersionWithCapabilities, type CapabilitiesInput } from '../../src/protocol/version.js';
 import { Command } from '../../src/protocol/commands.js';
 
-export type TransportKind = 'socket' | 'memory';
-export const TRANSPORTS: TransportKind[] = ['socket', 'memory'];
+/** 'dedicated': a socket to a server in dedicated-thread mode (blocking receive), in this same thread. */
+export type TransportKind = 'socket' | 'memory' | 'dedicated';
+export const TRANSPORTS: TransportKind[] = ['socket', 'memory', 'dedicated'];
 
 export interface Rig {
   ctx: DeviceContext;
@@ -36,7 +37,7 @@ export async function negotiate(ep: Endpoint, caps: CapabilitiesInput = { maxMsg
 }
 
 function connectTransport(kind: TransportKind, ctx: DeviceContext, path: string | null): Transport {
-  if (kind === 'socket') return new SocketTransport(native.connect(path!));
+  if (kind !== 'memory') return new SocketTransport(native.connect(path!));
   const limits = { maxMessageSize: ctx.options.maxMessageSize, maxFdsPerMessage: ctx.options.maxMsgFds };
   const [a, b] = createMemoryPair({ dupFd: (fd) => native.dup(fd), closeFd: (fd) => native.close(fd), limits });
   ctx.attach(b);
@@ -50,10 +51,10 @@ export async function startRig(
   caps?: CapabilitiesInput,
   negotiateFirst = true,
 ): Promise<Rig> {
-  const ctx = new DeviceContext(desc, opts);
+  const ctx = new DeviceContext(desc, kind === 'dedicated' ? { ...opts, dedicatedThread: true } : opts);
   let dir: string | null = null;
   let path: string | null = null;
-  if (kind === 'socket') {
+  if (kind !== 'memory') {
     dir = mkdtempSync(join(tmpdir(), 'vfu-test-'));
     path = join(dir, 'dev.sock');
     await ctx.listen(path);
