@@ -1,14 +1,6 @@
-import { EventEmitter } from 'node:events';
 import { native } from '../native/binding.js';
-import { Command, commandName } from '../protocol/commands.js';
-import {
-  DeviceFeature,
-  DeviceFeatureFlags,
-  DmaMapFlags,
-  DmaUnmapFlags,
-  RegionInfoFlags,
-  SetIrqsFlags,
-} from '../protocol/constants.js';
+import { Command } from '../protocol/commands.js';
+import { DeviceFeature, DeviceFeatureFlags, DmaMapFlags, DmaUnmapFlags, SetIrqsFlags } from '../protocol/constants.js';
 import {
   decodeDeviceFeatureReply,
   decodeDmaLoggingReport,
@@ -25,161 +17,32 @@ import {
 import { bitmapByteSize } from '../protocol/dirty-bitmap.js';
 import { decodeDeviceInfoReply, encodeDeviceInfoRequest, type DeviceInfo } from '../protocol/device-info.js';
 import { decodeDmaMapReply, decodeDmaUnmapReply, encodeDmaMapRequest, encodeDmaUnmapRequest, type DmaUnmapReply } from '../protocol/dma-map.js';
-import { decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaDataParts, encodeDmaWriteReply } from '../protocol/dma-rw.js';
 import { decodeEmptyPayload } from '../protocol/empty.js';
 import { Errno } from '../protocol/errno.js';
-import { ProtocolError, RemoteError } from '../protocol/errors.js';
+import { RemoteError } from '../protocol/errors.js';
 import { decodeIrqInfoReply, encodeIrqInfoRequest, type IrqInfo } from '../protocol/irq-info.js';
 import { decodeMigDataReadReply, decodeMigDataWriteReply, encodeMigDataReadRequest, encodeMigDataWriteRequestParts } from '../protocol/mig-data.js';
 import { decodeRegionReadReply, decodeRegionWriteReply, encodeRegionReadRequest, encodeRegionWriteRequestParts } from '../protocol/region-access.js';
-import { decodeRegionInfoReply, encodeRegionInfoRequest, isSparseMmapCap, isTypeCap, REGION_INFO_SIZE, type RegionInfo, type SparseMmapArea } from '../protocol/region-info.js';
-import {
-  decodeRegionIoFdsReply,
-  encodeRegionIoFdsRequest,
-  REGION_IO_FDS_HEADER_SIZE,
-  type IoFdLayout,
-  type RegionIoFdsReply,
-} from '../protocol/region-io-fds.js';
+import { decodeRegionInfoReply, encodeRegionInfoRequest, isSparseMmapCap, isTypeCap, REGION_INFO_SIZE } from '../protocol/region-info.js';
+import { decodeRegionIoFdsReply, encodeRegionIoFdsRequest, REGION_IO_FDS_HEADER_SIZE, type IoFdLayout } from '../protocol/region-io-fds.js';
 import { decodeSetIrqsReply, encodeSetIrqsRequest, type SetIrqsRequest } from '../protocol/set-irqs.js';
-import {
-  decodeVersionWithCapabilities,
-  encodeVersionWithCapabilities,
-  VERSION_MAJOR,
-  VERSION_MINOR_MAX,
-  type CapabilitiesInput,
-  type VersionCapabilities,
-} from '../protocol/version.js';
 import { decodeWriteMultiReply, encodeWriteMultiRequest, WRITE_MULTI_MAX_DATA, type WriteMultiEntry } from '../protocol/write-multi.js';
-import { Endpoint, type Payload } from '../transport/endpoint.js';
-import type { PayloadParts } from '../protocol/wire.js';
 import { SocketTransport } from '../transport/socket-transport.js';
-import { DEFAULT_TRANSPORT_LIMITS, type Message, type Transport } from '../transport/types.js';
-import { silentLogger, type Logger } from '../util/logger.js';
-import { ClientError, ClientErrorCode } from './errors.js';
+import type { Transport } from '../transport/types.js';
+import { badReply, ClientError, ClientErrorCode, invalidArg, toBig } from './errors.js';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
-import { tuneAllocator } from '../native/allocator.js';
-import { irqIndexOf, IrqWatcher, type IrqEvent, type IrqTypeLike } from './irqs.js';
-import { CAP_X_IRQ_MESSAGES, CMD_X_VM_INTERRUPT, decodeVmInterrupt } from '../protocol/extensions.js';
-
-export interface ClientOptions {
-  logger?: Logger;
-  /** Largest DMA_READ/WRITE count we accept from the server (advertised). Default 1 MiB. */
-  maxDataXferSize?: number;
-  /** Advertised max_msg_fds. Default 16 (QEMU's value). */
-  maxMsgFds?: number;
-  /** Advertised max_dma_maps. Default 65535. */
-  maxDmaMaps?: number;
-  /** Advertised migration.max_bitmap_size. Default 256 MiB. */
-  maxBitmapSize?: number;
-  /** Offer write_multiple (REGION_WRITE_MULTI), as QEMU does. Default true. */
-  writeMultiple?: boolean;
-  /** Offer a twin socket for server→client DMA. Default false. */
-  twinSocket?: boolean;
-  /** Extra capability members (extensions), sent verbatim. */
-  extensions?: Record<string, unknown>;
-  /**
-   * Ask for interrupts by message too (our x_vm_interrupt extension): each
-   * one then also arrives as a message and shows as an 'irq' event with
-   * via 'message'. Default false.
-   */
-  irqMessages?: boolean;
-  /** Minor version we speak. Default 2 (libvfio-user's). */
-  minor?: number;
-  /** Reply timeout for every request. Default 5000 ms. */
-  requestTimeoutMs?: number;
-  /** Reply timeout for DEVICE_RESET (may take long). Default 30000 ms. */
-  resetTimeoutMs?: number;
-}
-
-/** What the server told us in VERSION. */
-export interface NegotiatedVersion {
-  major: number;
-  minor: number;
-  json: string | undefined;
-}
-
-/** A region's info, with the fd when one came and was asked for. */
-export interface ClientRegionInfo extends RegionInfo {
-  /** Sparse mmap areas (from the SPARSE_MMAP cap), relative to `offset`. */
-  mmapAreas: SparseMmapArea[];
-  /** TYPE cap, if any. */
-  type?: { type: number; subtype: number };
-  /**
-   * The region fd the server attached (ownership passes to the caller) when
-   * `keepFd` was set; otherwise it was closed and this is null.
-   */
-  fd: number | null;
-}
-
-export interface RegionIoFdsResult extends RegionIoFdsReply {
-  /** The fds that came with the reply, referenced by entries' fdIndex. The caller owns (and must close) them. */
-  fds: number[];
-}
-
-export interface MappedArea {
-  /** Offset inside the region. */
-  offset: number;
-  size: number;
-  bytes: Uint8Array;
-}
-
-export interface MappedRegion {
-  index: number;
-  info: ClientRegionInfo;
-  areas: MappedArea[];
-  /** The area covering [offset, offset+length) of the region, if one does. */
-  areaAt(offset: number, length?: number): MappedArea | undefined;
-  unmap(): void;
-}
-
-export interface DmaMapArgs {
-  iova: bigint | number;
-  size: bigint | number;
-  /** Offset of the region in `fd` (0 without fd). */
-  offset?: bigint | number;
-  /** File backing the region; the client keeps ownership (it is sent, not closed). */
-  fd?: number;
-  read: boolean;
-  write: boolean;
-}
-
-export interface DirtyReport {
-  iova: bigint;
-  length: bigint;
-  pageSize: bigint;
-  bitmap: Uint8Array;
-}
-
-/** Counters of server→client traffic the client served. */
-export interface ServedStats {
-  dmaReads: number;
-  dmaWrites: number;
-  dmaBytesRead: number;
-  dmaBytesWritten: number;
-  /** Requests that arrived on the twin socket. */
-  twinRequests: number;
-  /** Requests refused with an error reply. */
-  errors: number;
-}
-
-/** Handler for a server→client command; the return value is the reply payload. */
-export type ServerCommandHandler = (msg: Message) => Payload | void | Promise<Payload | void>;
-
-export interface ClientEvents {
-  irq: [IrqEvent];
-  /** The connection is gone (server closed, or close()). */
-  close: [err?: Error];
-}
-
-const toBig = (v: bigint | number): bigint => (typeof v === 'bigint' ? v : BigInt(v));
-
-function badReply(command: number, e: unknown): ClientError {
-  return new ClientError(ClientErrorCode.BAD_REPLY, `bad ${commandName(command)} reply: ${(e as Error)?.message ?? e}`, { cause: e });
-}
-
-function invalid(msg: string): ClientError {
-  return new ClientError(ClientErrorCode.INVALID_ARG, msg);
-}
+import { irqIndexOf, type IrqTypeLike } from './irqs.js';
+import { mmapRegion } from './region-map.js';
+import { ClientSession } from './session.js';
+import type {
+  ClientOptions,
+  ClientRegionInfo,
+  DirtyReport,
+  DmaMapArgs,
+  MappedRegion,
+  RegionIoFdsResult,
+  ServerCommandHandler,
+} from './types.js';
 
 /**
  * A vfio-user client: connects to a device server, negotiates VERSION and
@@ -187,73 +50,9 @@ function invalid(msg: string): ClientError {
  * memory the server can DMA into (served over messages when mapped without
  * fd), interrupt eventfds, and mmapped device regions.
  */
-export class VfioUserClient extends EventEmitter<ClientEvents> {
-  readonly endpoint: Endpoint;
-  /** The twin socket's endpoint when one was negotiated. */
-  twin: Endpoint | null = null;
-  /** Capabilities the server replied with. */
-  serverCaps!: VersionCapabilities;
-  version!: NegotiatedVersion;
-  readonly log: Logger;
-  readonly stats: ServedStats = { dmaReads: 0, dmaWrites: 0, dmaBytesRead: 0, dmaBytesWritten: 0, twinRequests: 0, errors: 0 };
-  private readonly opts: Required<Omit<ClientOptions, 'logger' | 'extensions' | 'irqMessages'>> & { extensions: Record<string, unknown> | undefined };
-  private readonly memories = new Set<GuestMemory>();
-  private readonly regionMaps = new Set<MappedRegion>();
-  private readonly serverCommands = new Map<number, ServerCommandHandler>();
-  private readonly irqs: IrqWatcher;
-  private closing: Promise<void> | null = null;
-  private closedFlag = false;
-
+export class VfioUserClient extends ClientSession {
   private constructor(transport: Transport, opts: ClientOptions) {
-    super();
-    this.log = opts.logger ?? silentLogger;
-    tuneAllocator();
-    this.opts = {
-      maxDataXferSize: opts.maxDataXferSize ?? 1048576,
-      maxMsgFds: opts.maxMsgFds ?? 16,
-      maxDmaMaps: opts.maxDmaMaps ?? 65535,
-      maxBitmapSize: opts.maxBitmapSize ?? 256 * 1048576,
-      twinSocket: opts.twinSocket ?? false,
-      writeMultiple: opts.writeMultiple ?? true,
-      minor: opts.minor ?? VERSION_MINOR_MAX,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
-      resetTimeoutMs: opts.resetTimeoutMs ?? 30000,
-      extensions: opts.irqMessages ? { ...opts.extensions, [CAP_X_IRQ_MESSAGES]: true } : opts.extensions,
-    };
-    const x = this.opts.maxDataXferSize;
-    if (!Number.isSafeInteger(x) || x < 1 || x > 64 * 1048576) throw invalid('maxDataXferSize must be 1..64 MiB');
-    this.irqs = new IrqWatcher((e) => this.emit('irq', e));
-    this.endpoint = new Endpoint(transport, { requestTimeoutMs: this.opts.requestTimeoutMs });
-    this.endpoint.setHandlers({
-      onCommand: (m) => this.handleServerCommand(this.endpoint, m, false),
-      onStrayReply: (m) => this.log.warn(`unexpected reply id ${m.header.msgId} for ${commandName(m.header.command)}`),
-      onFramingError: (e) => {
-        this.log.warn(`server message of ${e.header.msgSize} bytes too large, skipped`);
-        this.endpoint.replyError(e.header, Errno.E2BIG);
-      },
-      onClose: (err) => this.onTransportClosed(err),
-    });
-    if (opts.irqMessages) {
-      this.serverCommands.set(CMD_X_VM_INTERRUPT, (m) => {
-        const v = decodeVmInterrupt(m.payload);
-        this.irqs.signal(v.index, v.vector, 1, 'message');
-      });
-    }
-  }
-
-  /** Interrupt vectors this client gave eventfds for, as [index, vector] pairs. */
-  irqVectors(): [number, number][] {
-    return this.irqs.watched();
-  }
-
-  /** True when the server agreed to deliver interrupts by message too. */
-  get irqMessages(): boolean {
-    return this.serverCaps.extensions?.[CAP_X_IRQ_MESSAGES] === true;
-  }
-
-  /** Transport limits fitting a max transfer size (a transfer plus headers). */
-  static transportLimits(maxDataXferSize = 1048576) {
-    return { maxMessageSize: Math.max(DEFAULT_TRANSPORT_LIMITS.maxMessageSize, maxDataXferSize + 4096) };
+    super(transport, opts);
   }
 
   /** Connects to a server's UNIX socket and negotiates. */
@@ -279,102 +78,6 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       throw e;
     }
     return c;
-  }
-
-  get closed(): boolean {
-    return this.closedFlag;
-  }
-
-  /** Largest REGION_READ/WRITE or MIG_DATA transfer we send in one message. */
-  get xferChunk(): number {
-    const ours = this.endpoint.transport.limits.maxMessageSize - 64;
-    return Math.max(1, Math.min(this.serverCaps.maxDataXferSize, ours));
-  }
-
-  // ---- VERSION -----------------------------------------------------------------
-
-  private async negotiate(): Promise<void> {
-    const caps: CapabilitiesInput = {
-      maxMsgFds: this.opts.maxMsgFds,
-      maxDataXferSize: this.opts.maxDataXferSize,
-      pgsizes: 4096,
-      maxDmaMaps: this.opts.maxDmaMaps,
-      ...(this.opts.writeMultiple ? { writeMultiple: true } : {}),
-      migration: { pgsize: 4096, maxBitmapSize: this.opts.maxBitmapSize },
-    };
-    if (this.opts.twinSocket) caps.twinSocket = { supported: true };
-    if (this.opts.extensions) caps.extensions = this.opts.extensions;
-    const reply = await this.endpoint.request(Command.VERSION, encodeVersionWithCapabilities(VERSION_MAJOR, this.opts.minor, caps));
-    const fds = reply.fds;
-    let twinFd = -1;
-    try {
-      let v;
-      try {
-        v = decodeVersionWithCapabilities(reply.payload);
-      } catch (e) {
-        throw new ClientError(ClientErrorCode.NEGOTIATION, `bad VERSION reply: ${(e as Error).message}`, { cause: e });
-      }
-      if (v.major !== VERSION_MAJOR) throw new ClientError(ClientErrorCode.NEGOTIATION, `server speaks major ${v.major}, we speak ${VERSION_MAJOR}`);
-      if (v.minor > this.opts.minor) throw new ClientError(ClientErrorCode.NEGOTIATION, `server minor ${v.minor} > ours ${this.opts.minor}`);
-      const sc = v.capabilities;
-      if (sc.twinSocket?.supported) {
-        if (!this.opts.twinSocket) throw new ClientError(ClientErrorCode.NEGOTIATION, 'server enabled a twin socket we did not offer');
-        const i = sc.twinSocket.fdIndex;
-        if (i === undefined || i >= fds.length) throw new ClientError(ClientErrorCode.NEGOTIATION, 'twin_socket without a valid fd_index');
-        twinFd = fds[i]!;
-      }
-      this.serverCaps = sc;
-      this.version = { major: v.major, minor: v.minor, json: v.json };
-      this.log.debug(`negotiated ${v.major}.${v.minor}: ${v.json ?? '(no capabilities)'}`);
-    } finally {
-      this.endpoint.transport.releaseFds(fds.filter((f) => f !== twinFd));
-    }
-    if (twinFd >= 0) {
-      let t: SocketTransport;
-      try {
-        t = new SocketTransport(twinFd, VfioUserClient.transportLimits(this.opts.maxDataXferSize));
-      } catch (e) {
-        native.close(twinFd);
-        throw e;
-      }
-      const twin = new Endpoint(t, { requestTimeoutMs: this.opts.requestTimeoutMs });
-      twin.setHandlers({
-        onCommand: (m) => this.handleServerCommand(twin, m, true),
-        onStrayReply: (m) => this.log.warn(`unexpected reply id ${m.header.msgId} on the twin socket`),
-        onFramingError: (e) => twin.replyError(e.header, Errno.E2BIG),
-      });
-      this.twin = twin;
-      this.log.debug('twin socket in use for server→client DMA');
-    }
-  }
-
-  // ---- plumbing ----------------------------------------------------------------------
-
-  private assertOpen(): void {
-    if (this.closedFlag || this.closing) throw new ClientError(ClientErrorCode.CLOSED, 'client is closed');
-  }
-
-  /** Sends a request; the reply's fds are closed unless keepFds. Error replies reject with RemoteError. */
-  async request(command: number, payload?: Payload, opts: { fds?: readonly number[]; timeoutMs?: number; keepFds?: boolean } = {}): Promise<Message> {
-    this.assertOpen();
-    const reqOpts: { fds?: readonly number[]; timeoutMs?: number } = {};
-    if (opts.fds) reqOpts.fds = opts.fds;
-    if (opts.timeoutMs !== undefined) reqOpts.timeoutMs = opts.timeoutMs;
-    const m = await this.endpoint.request(command, payload, reqOpts);
-    if (!opts.keepFds && m.fds.length > 0) {
-      this.log.warn(`${commandName(command)} reply carried ${m.fds.length} unexpected fd(s); closed`);
-      this.endpoint.transport.releaseFds(m.fds);
-      m.fds = [];
-    }
-    return m;
-  }
-
-  private decode<T>(command: number, f: () => T): T {
-    try {
-      return f();
-    } catch (e) {
-      throw badReply(command, e);
-    }
   }
 
   // ---- device info, regions, IRQs ---------------------------------------------------
@@ -462,7 +165,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
   async enableIrqEventfds(type: IrqTypeLike, start = 0, count = 1): Promise<number[]> {
     this.assertOpen();
     const index = irqIndexOf(type);
-    if (!Number.isInteger(start) || start < 0 || !Number.isInteger(count) || count < 1) throw invalid('bad start/count');
+    if (!Number.isInteger(start) || start < 0 || !Number.isInteger(count) || count < 1) throw invalidArg('bad start/count');
     const fds = this.irqs.create(count);
     const batch = Math.max(1, this.serverCaps.maxMsgFds);
     let sent = 0;
@@ -528,7 +231,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
 
   /** REGION_READ, split into messages of at most the server's max_data_xfer_size. */
   async regionRead(index: number, offset: bigint | number, count: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(count) || count < 0) throw invalid(`bad count ${count}`);
+    if (!Number.isSafeInteger(count) || count < 0) throw invalidArg(`bad count ${count}`);
     const base = toBig(offset);
     const out = new Uint8Array(count);
     const chunk = this.xferChunk;
@@ -587,7 +290,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     this.assertOpen();
     if (!this.serverCaps.writeMultiple && !opts.force) throw new ClientError(ClientErrorCode.UNSUPPORTED, 'server did not advertise write_multiple');
     const wire: WriteMultiEntry[] = entries.map((e, i) => {
-      if (e.data.length > WRITE_MULTI_MAX_DATA) throw invalid(`entry ${i}: ${e.data.length} bytes > ${WRITE_MULTI_MAX_DATA}`);
+      if (e.data.length > WRITE_MULTI_MAX_DATA) throw invalidArg(`entry ${i}: ${e.data.length} bytes > ${WRITE_MULTI_MAX_DATA}`);
       const data = new Uint8Array(WRITE_MULTI_MAX_DATA);
       data.set(e.data);
       return { region: e.region, offset: toBig(e.offset), count: e.data.length, data: data.subarray(0, e.data.length) };
@@ -609,36 +312,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     const info = await this.getRegionInfo(index, { keepFd: true });
     const fd = info.fd;
     try {
-      if (!(info.flags & RegionInfoFlags.MMAP) || fd === null) {
-        throw new ClientError(ClientErrorCode.NOT_MAPPABLE, `region ${index} is not mappable (flags 0x${info.flags.toString(16)}${fd === null ? ', no fd' : ''})`);
-      }
-      const areas = info.mmapAreas.length > 0 ? info.mmapAreas : [{ offset: 0n, size: info.size }];
-      const prot = native.PROT_READ | (info.flags & RegionInfoFlags.WRITE ? native.PROT_WRITE : 0);
-      const buffers: ArrayBuffer[] = [];
-      const mapped: MappedArea[] = [];
-      try {
-        for (const a of areas) {
-          if (a.size === 0n) continue;
-          if (a.size > 0xffffffffn) throw invalid(`region ${index}: area of ${a.size} bytes too large to map at once`);
-          const ab = native.mmap(fd, info.offset + a.offset, Number(a.size), prot);
-          buffers.push(ab);
-          mapped.push({ offset: Number(a.offset), size: Number(a.size), bytes: new Uint8Array(ab) });
-        }
-      } catch (e) {
-        for (const ab of buffers) native.munmap(ab);
-        throw e;
-      }
-      info.fd = null;
-      const region: MappedRegion = {
-        index,
-        info,
-        areas: mapped,
-        areaAt: (offset, length = 1) => mapped.find((a) => offset >= a.offset && offset + length <= a.offset + a.size),
-        unmap: () => {
-          for (const ab of buffers) native.munmap(ab);
-          this.regionMaps.delete(region);
-        },
-      };
+      const region = mmapRegion(index, info, fd, (r) => this.regionMaps.delete(r));
       this.regionMaps.add(region);
       return region;
     } finally {
@@ -661,14 +335,14 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     const address = toBig(iova);
     const sz = toBig(size);
     const m = await this.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ flags: 0, address, size: sz }));
-    for (const mem of this.memories) if (mem.iova === address && BigInt(mem.size) === sz) mem.mapped = false;
+    for (const mem of this.served.memories) if (mem.iova === address && BigInt(mem.size) === sz) mem.mapped = false;
     return this.decode(Command.DMA_UNMAP, () => decodeDmaUnmapReply(m.payload));
   }
 
   /** DMA_UNMAP with FLAG_ALL (address and size 0). */
   async dmaUnmapAll(): Promise<DmaUnmapReply> {
     const m = await this.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ flags: DmaUnmapFlags.ALL, address: 0n, size: 0n }));
-    for (const mem of this.memories) mem.mapped = false;
+    for (const mem of this.served.memories) mem.mapped = false;
     return this.decode(Command.DMA_UNMAP, () => decodeDmaUnmapReply(m.payload));
   }
 
@@ -680,11 +354,11 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
    */
   async createGuestMemory(opts: GuestMemoryOptions): Promise<GuestMemory> {
     this.assertOpen();
-    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % 4096 !== 0) throw invalid(`guest memory size ${opts.size} must be a positive multiple of 4096`);
-    if (opts.size > 0x100000000) throw invalid('guest memory larger than 4 GiB');
+    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % 4096 !== 0) throw invalidArg(`guest memory size ${opts.size} must be a positive multiple of 4096`);
+    if (opts.size > 0x100000000) throw invalidArg('guest memory larger than 4 GiB');
     const iova = toBig(opts.iova);
-    for (const m of this.memories) {
-      if (iova < m.iova + BigInt(m.size) && m.iova < iova + BigInt(opts.size)) throw invalid(`guest memory at 0x${iova.toString(16)} overlaps 0x${m.iova.toString(16)}`);
+    for (const m of this.served.memories) {
+      if (iova < m.iova + BigInt(m.size) && m.iova < iova + BigInt(opts.size)) throw invalidArg(`guest memory at 0x${iova.toString(16)} overlaps 0x${m.iova.toString(16)}`);
     }
     const mem = new GuestMemory(opts);
     try {
@@ -694,12 +368,12 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       throw e;
     }
     mem.mapped = true;
-    this.memories.add(mem);
+    this.served.memories.add(mem);
     mem.unmapHook = async (m) => {
       try {
         if (m.mapped && !this.closedFlag && !this.closing) await this.dmaUnmap(m.iova, m.size);
       } finally {
-        this.memories.delete(m);
+        this.served.memories.delete(m);
       }
     };
     return mem;
@@ -716,7 +390,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
 
   /** Guest memories currently known to the client. */
   guestMemories(): GuestMemory[] {
-    return [...this.memories];
+    return [...this.served.memories];
   }
 
   /**
@@ -726,102 +400,8 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
    * reply (its errno, or EINVAL). Without a handler: ENOSYS.
    */
   onServerCommand(command: number, handler: ServerCommandHandler | null): void {
-    if (handler) this.serverCommands.set(command, handler);
-    else this.serverCommands.delete(command);
-  }
-
-  private handleServerCommand(ep: Endpoint, msg: Message, onTwin: boolean): void {
-    const h = msg.header;
-    if (onTwin) this.stats.twinRequests++;
-    const fail = (errno: number, why: string) => {
-      this.stats.errors++;
-      this.log.debug(`${commandName(h.command)} id ${h.msgId} from server refused: ${why}`);
-      ep.replyError(h, errno);
-    };
-    if (h.command === Command.DMA_READ || h.command === Command.DMA_WRITE) {
-      if (msg.fds.length > 0) {
-        ep.transport.releaseFds(msg.fds);
-        fail(Errno.EINVAL, 'DMA request carries fds');
-        return;
-      }
-      try {
-        const reply = h.command === Command.DMA_READ ? this.serveDmaRead(msg.payload) : this.serveDmaWrite(msg.payload);
-        ep.reply(h, reply);
-      } catch (e) {
-        fail(e instanceof ProtocolError ? e.errno : Errno.EINVAL, (e as Error).message);
-      }
-      return;
-    }
-    const handler = this.serverCommands.get(h.command);
-    if (!handler) {
-      ep.transport.releaseFds(msg.fds);
-      fail(Errno.ENOSYS, 'unknown command');
-      return;
-    }
-    const done = (payload: Uint8Array | void) => {
-      if (!ep.closed) ep.reply(h, payload ?? undefined);
-    };
-    const failed = (e: unknown) => {
-      const errno = (e as { errno?: unknown })?.errno;
-      fail(typeof errno === 'number' && errno > 0 && errno < 4096 ? errno : Errno.EINVAL, String((e as Error)?.message ?? e));
-    };
-    try {
-      const r = handler(msg);
-      if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<Uint8Array | void>).then(done, failed);
-      else done(r as Uint8Array | void);
-    } catch (e) {
-      failed(e);
-    }
-  }
-
-  /** Copies between guest memory and `buf` for [address, address+len), crossing adjacent memories. */
-  private guestAccess(address: bigint, len: number, write: boolean, buf: Uint8Array): void {
-    // Validate the whole range first: a refused access changes nothing.
-    const parts: { mem: GuestMemory; off: number; at: number; n: number }[] = [];
-    let cur = address;
-    let at = 0;
-    while (at < len) {
-      let found: GuestMemory | undefined;
-      for (const m of this.memories) if (m.mapped && m.contains(cur, 1n)) found = m;
-      if (!found) throw new ProtocolError(Errno.ENOENT, `IOVA 0x${cur.toString(16)} is not mapped`);
-      if (write && found.readOnly) throw new ProtocolError(Errno.EPERM, `IOVA 0x${cur.toString(16)} is mapped read-only`);
-      const off = Number(cur - found.iova);
-      const n = Math.min(len - at, found.size - off);
-      parts.push({ mem: found, off, at, n });
-      at += n;
-      cur += BigInt(n);
-    }
-    if (len === 0) {
-      let ok = false;
-      for (const m of this.memories) if (m.mapped && m.contains(address, 0n)) ok = true;
-      if (!ok) throw new ProtocolError(Errno.ENOENT, `IOVA 0x${address.toString(16)} is not mapped`);
-    }
-    for (const p of parts) {
-      if (write) {
-        p.mem.bytes.set(buf.subarray(p.at, p.at + p.n), p.off);
-        p.mem.markClientDirty(p.off, p.n);
-      } else {
-        buf.set(p.mem.bytes.subarray(p.off, p.off + p.n), p.at);
-      }
-    }
-  }
-
-  private serveDmaRead(payload: Uint8Array): PayloadParts {
-    const req = decodeDmaReadRequest(payload, { maxCount: this.opts.maxDataXferSize });
-    const n = Number(req.count);
-    const data = new Uint8Array(n);
-    this.guestAccess(req.address, n, false, data);
-    this.stats.dmaReads++;
-    this.stats.dmaBytesRead += n;
-    return encodeDmaDataParts({ address: req.address, count: req.count, data });
-  }
-
-  private serveDmaWrite(payload: Uint8Array): Uint8Array {
-    const req = decodeDmaWriteRequest(payload, { maxCount: this.opts.maxDataXferSize });
-    this.guestAccess(req.address, req.data.length, true, req.data);
-    this.stats.dmaWrites++;
-    this.stats.dmaBytesWritten += req.data.length;
-    return encodeDmaWriteReply({ address: req.address, count: req.count });
+    if (handler) this.served.commands.set(command, handler);
+    else this.served.commands.delete(command);
   }
 
   // ---- reset, features, migration -----------------------------------------------------------
@@ -893,7 +473,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
     try {
       bytes = bitmapByteSize(req.length, req.pageSize);
     } catch (e) {
-      throw invalid((e as Error).message);
+      throw invalidArg((e as Error).message);
     }
     const r = await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_REPORT, DeviceFeatureFlags.GET), encodeDmaLoggingReportRequest(req), 8 + 24 + bytes);
     return this.decode(Command.DEVICE_FEATURE, () => decodeDmaLoggingReport(r.data));
@@ -915,7 +495,7 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
 
   /** MIG_DATA_READ of up to `size` bytes (one message, ≤ server max). size 0 in the result = no more data. */
   async migDataRead(size: number): Promise<{ data: Uint8Array; size: number }> {
-    if (!Number.isSafeInteger(size) || size < 0 || size > this.xferChunk) throw invalid(`MIG_DATA_READ size ${size} outside 0..${this.xferChunk}`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.xferChunk) throw invalidArg(`MIG_DATA_READ size ${size} outside 0..${this.xferChunk}`);
     const m = await this.request(Command.MIG_DATA_READ, encodeMigDataReadRequest({ size }));
     const r = this.decode(Command.MIG_DATA_READ, () => decodeMigDataReadReply(m.payload));
     if (r.size > size) throw badReply(Command.MIG_DATA_READ, new Error(`returned ${r.size} > ${size} bytes`));
@@ -929,42 +509,5 @@ export class VfioUserClient extends EventEmitter<ClientEvents> {
       const m = await this.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequestParts(data.subarray(done, Math.min(done + chunk, data.length))));
       this.decode(Command.MIG_DATA_WRITE, () => decodeMigDataWriteReply(m.payload));
     }
-  }
-
-  // ---- teardown ----------------------------------------------------------------------------
-
-  private onTransportClosed(err?: Error): void {
-    if (this.closedFlag) return;
-    this.closedFlag = true;
-    // The server is gone: its eventfd copies are useless, waiters fail now.
-    // Guest memory and region mappings stay readable until close().
-    this.irqs.close();
-    if (this.twin && !this.twin.closed) void this.twin.close();
-    this.emit('close', err);
-  }
-
-  /** Frees everything this process holds for the session (eventfds, guest memory, region maps). */
-  private releaseLocal(): void {
-    this.irqs.close();
-    for (const r of [...this.regionMaps]) r.unmap();
-    for (const m of this.memories) m.free();
-    this.memories.clear();
-  }
-
-  /**
-   * Graceful close: stops our eventfds, then closes the socket(s) with
-   * shutdown + drain + close (the server sees a clean EOF), then frees guest
-   * memory and region mappings.
-   */
-  close(): Promise<void> {
-    if (this.closing) return this.closing;
-    this.closing = (async () => {
-      const twin = this.twin;
-      if (twin) await twin.close().catch(() => {});
-      await this.endpoint.close().catch(() => {});
-      this.onTransportClosed();
-      this.releaseLocal();
-    })();
-    return this.closing;
   }
 }

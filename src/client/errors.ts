@@ -1,4 +1,5 @@
 import { VfioUserError } from '../protocol/errors.js';
+import { commandName } from '../protocol/commands.js';
 
 /**
  * Stable codes of the errors the client raises for local problems. Error
@@ -31,3 +32,16 @@ export class ClientError extends VfioUserError {
     super(code, message, options);
   }
 }
+
+/** A reply to `command` that did not decode or did not match the request. */
+export function badReply(command: number, e: unknown): ClientError {
+  return new ClientError(ClientErrorCode.BAD_REPLY, `bad ${commandName(command)} reply: ${(e as Error)?.message ?? e}`, { cause: e });
+}
+
+/** A bad argument to a client call. */
+export function invalidArg(msg: string): ClientError {
+  return new ClientError(ClientErrorCode.INVALID_ARG, msg);
+}
+
+/** A number or bigint argument as a bigint (IOVAs, offsets and sizes accept both). */
+export const toBig = (v: bigint | number): bigint => (typeof v === 'bigint' ? v : BigInt(v));

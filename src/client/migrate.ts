@@ -1,5 +1,6 @@
 import { MigrationFlags } from '../protocol/constants.js';
-import { VfioUserClient, type ClientOptions } from './client.js';
+import { VfioUserClient } from './client.js';
+import type { ClientOptions } from './types.js';
 
 /** Device states (VFIO_DEVICE_STATE_*). */
 const STOP = 1;

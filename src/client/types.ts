@@ -1,0 +1,118 @@
+// The public shapes of the client library: options, what commands return,
+// and the events a client emits.
+import type { RegionInfo, SparseMmapArea } from '../protocol/region-info.js';
+import type { RegionIoFdsReply } from '../protocol/region-io-fds.js';
+import type { Payload } from '../transport/endpoint.js';
+import type { Message } from '../transport/types.js';
+import type { Logger } from '../util/logger.js';
+import type { IrqEvent } from './irqs.js';
+
+export interface ClientOptions {
+  logger?: Logger;
+  /** Largest DMA_READ/WRITE count we accept from the server (advertised). Default 1 MiB. */
+  maxDataXferSize?: number;
+  /** Advertised max_msg_fds. Default 16 (QEMU's value). */
+  maxMsgFds?: number;
+  /** Advertised max_dma_maps. Default 65535. */
+  maxDmaMaps?: number;
+  /** Advertised migration.max_bitmap_size. Default 256 MiB. */
+  maxBitmapSize?: number;
+  /** Offer write_multiple (REGION_WRITE_MULTI), as QEMU does. Default true. */
+  writeMultiple?: boolean;
+  /** Offer a twin socket for server→client DMA. Default false. */
+  twinSocket?: boolean;
+  /** Extra capability members (extensions), sent verbatim. */
+  extensions?: Record<string, unknown>;
+  /**
+   * Ask for interrupts by message too (our x_vm_interrupt extension): each
+   * one then also arrives as a message and shows as an 'irq' event with
+   * via 'message'. Default false.
+   */
+  irqMessages?: boolean;
+  /** Minor version we speak. Default 2 (libvfio-user's). */
+  minor?: number;
+  /** Reply timeout for every request. Default 5000 ms. */
+  requestTimeoutMs?: number;
+  /** Reply timeout for DEVICE_RESET (may take long). Default 30000 ms. */
+  resetTimeoutMs?: number;
+}
+
+/** What the server told us in VERSION. */
+export interface NegotiatedVersion {
+  major: number;
+  minor: number;
+  json: string | undefined;
+}
+
+/** A region's info, with the fd when one came and was asked for. */
+export interface ClientRegionInfo extends RegionInfo {
+  /** Sparse mmap areas (from the SPARSE_MMAP cap), relative to `offset`. */
+  mmapAreas: SparseMmapArea[];
+  /** TYPE cap, if any. */
+  type?: { type: number; subtype: number };
+  /**
+   * The region fd the server attached (ownership passes to the caller) when
+   * `keepFd` was set; otherwise it was closed and this is null.
+   */
+  fd: number | null;
+}
+
+export interface RegionIoFdsResult extends RegionIoFdsReply {
+  /** The fds that came with the reply, referenced by entries' fdIndex. The caller owns (and must close) them. */
+  fds: number[];
+}
+
+export interface MappedArea {
+  /** Offset inside the region. */
+  offset: number;
+  size: number;
+  bytes: Uint8Array;
+}
+
+export interface MappedRegion {
+  index: number;
+  info: ClientRegionInfo;
+  areas: MappedArea[];
+  /** The area covering [offset, offset+length) of the region, if one does. */
+  areaAt(offset: number, length?: number): MappedArea | undefined;
+  unmap(): void;
+}
+
+export interface DmaMapArgs {
+  iova: bigint | number;
+  size: bigint | number;
+  /** Offset of the region in `fd` (0 without fd). */
+  offset?: bigint | number;
+  /** File backing the region; the client keeps ownership (it is sent, not closed). */
+  fd?: number;
+  read: boolean;
+  write: boolean;
+}
+
+export interface DirtyReport {
+  iova: bigint;
+  length: bigint;
+  pageSize: bigint;
+  bitmap: Uint8Array;
+}
+
+/** Counters of server→client traffic the client served. */
+export interface ServedStats {
+  dmaReads: number;
+  dmaWrites: number;
+  dmaBytesRead: number;
+  dmaBytesWritten: number;
+  /** Requests that arrived on the twin socket. */
+  twinRequests: number;
+  /** Requests refused with an error reply. */
+  errors: number;
+}
+
+/** Handler for a server→client command; the return value is the reply payload. */
+export type ServerCommandHandler = (msg: Message) => Payload | void | Promise<Payload | void>;
+
+export interface ClientEvents {
+  irq: [IrqEvent];
+  /** The connection is gone (server closed, or close()). */
+  close: [err?: Error];
+}
