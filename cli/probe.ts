@@ -3,7 +3,8 @@
 // decoded lspci-style) and disconnect cleanly.
 import { VfioUserClient } from '../src/client/client.js';
 import { describeIrqFlags, describeRegionFlags, regionName } from '../src/client/names.js';
-import { decodeConfigSpace, formatConfigSpace, formatSize, type DecodedConfigSpace } from '../src/pci/decode.js';
+import { decodeConfigSpace, type DecodedConfigSpace } from '../src/pci/decode.js';
+import { formatConfigSpace, formatSize } from '../src/pci/format.js';
 import { DeviceInfoFlags, RegionIndex, RegionInfoFlags } from '../src/protocol/constants.js';
 import { errnoName } from '../src/protocol/errno.js';
 import type { VersionCapabilities } from '../src/protocol/version.js';

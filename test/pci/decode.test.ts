@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeConfigSpace, formatConfigSpace, formatSize } from '../../src/pci/decode.js';
+import { decodeConfigSpace } from '../../src/pci/decode.js';
+import { formatConfigSpace, formatSize } from '../../src/pci/format.js';
 import { PciConfigSpace } from '../../src/pci/config-space.js';
 import type { PciDeviceDescription } from '../../src/pci/types.js';
 
