@@ -33,3 +33,19 @@ test('no module under src/ imports from outside src/', () => {
   }
   assert.deepEqual(offenders, []);
 });
+
+test('vm/ (the guest harness) uses only Node and its own modules', () => {
+  const vm = join(root, 'vm');
+  const files = tsFiles(vm);
+  assert.ok(files.length >= 3, `expected the harness's modules, found ${files.length}`);
+  const offenders: string[] = [];
+  const spec = /(?:from\s+|import\s*\(\s*)'([^']+)'/g;
+  for (const f of files) {
+    for (const m of readFileSync(f, 'utf8').matchAll(spec)) {
+      const s = m[1]!;
+      if (s.startsWith('node:')) continue;
+      if (!s.startsWith('.') || relative(vm, resolve(dirname(f), s)).startsWith('..')) offenders.push(`${relative(root, f)} -> ${s}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});

@@ -1,12 +1,16 @@
 #!/bin/sh
-# /init of the end-to-end test guest (busybox sh, runs as PID 1).
+# /init of the guest that `vfio-user vm` and the end-to-end tests boot (busybox
+# sh, runs as PID 1).
 #
 # Console report, one marker per line, parsed by parseGuestReport() in
-# test/e2e/qemu.ts:
+# vm/harness.ts:
 #   === HARNESS BEGIN kernel=K uptime=U ===
+#   === BEGIN autoload ===                only with AUTOLOAD=1: "BDF MODALIAS -> MODULE"
+#   === END autoload rc=N ===             for each driver loaded by modalias
 #   === BEGIN pci DDDD:BB:SS.F ===        one block per PCI function:
 #   vendor=0x.. device=0x.. subsystem_vendor=.. subsystem_device=.. class=..
-#   revision=.. irq=N driver=NAME|- enable=N config_size=N   (one key=value per line)
+#   revision=.. irq=N driver=NAME|- enable=N modalias=.. config_size=N
+#                                         (one key=value per line)
 #   resource N START END FLAGS            each non-empty line of .../resource
 #   config OFFSET: xx xx ... (16 bytes)   config space (256 bytes; all of it
 #                                         for devices that are not Intel's q35 chipset)
@@ -14,17 +18,25 @@
 #   === BEGIN run.sh ===                  the per-run guest script (/run.sh from the
 #   ...                                   second cpio archive that run-guest.sh appends)
 #   === END run.sh rc=N ===
+#   === BEGIN console ===                 only with CONSOLE=1: an interactive shell
+#   === END console rc=N ===              on the serial line, until it exits
 #   === BEGIN interrupts ===              /proc/interrupts after the script
 #   === END interrupts rc=0 ===
 #   === HARNESS DONE uptime=U ===
 # then poweroff -f. The per-run script may nest its own sections with
 # `section NAME CMD [ARGS...]` (also markers of the form above).
+#
+# /etc/vm.conf (from run-guest.sh's per-run archive) may set AUTOLOAD=1 (load
+# each device's driver by its modalias before the PCI report, as udev would)
+# and CONSOLE=1.
 export PATH=/bin:/sbin
 umask 022
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/null >/dev/console 2>&1
+AUTOLOAD=0 CONSOLE=0
+[ -f /etc/vm.conf ] && . /etc/vm.conf
 
 up() { cut -d' ' -f1 /proc/uptime; }
 echo
@@ -35,12 +47,41 @@ dump_config() {
     hexdump -v -e '"config %04_ax:" 16/1 " %02x" "\n"' "$@"
 }
 
+# Loads, for every PCI function without a driver, each module one of whose
+# aliases (/modules/aliases: "PATTERN MODULE") matches its modalias: what
+# udev does with modules.alias. The patterns are shell globs.
+autoload() {
+    rc=0
+    for d in /sys/bus/pci/devices/*; do
+        [ -r "$d/modalias" ] && [ ! -e "$d/driver" ] || continue
+        ma=$(cat "$d/modalias")
+        while read -r pat mod; do
+            # shellcheck disable=SC2254
+            case $ma in
+                $pat)
+                    if loadmod "$mod"; then echo "${d##*/} $ma -> $mod"
+                    else echo "${d##*/} $ma -> $mod FAILED"; rc=1; fi ;;
+            esac
+        done < /modules/aliases
+    done
+    # Devices appear behind a bound driver a little later (an NVMe namespace
+    # after the controller's reset work): wait until /sys/class stops
+    # changing, for at most 5 s.
+    prev= i=0
+    while [ $i -lt 25 ]; do
+        now=$(ls /sys/class/* 2>/dev/null | md5sum)
+        [ "$now" = "$prev" ] && break
+        prev=$now; i=$((i + 1)); sleep 0.2
+    done
+    return $rc
+}
+
 pci_report() {
     for d in /sys/bus/pci/devices/*; do
         [ -e "$d/vendor" ] || continue
         bdf=${d##*/}
         echo "=== BEGIN pci $bdf ==="
-        for k in vendor device subsystem_vendor subsystem_device class revision irq enable; do
+        for k in vendor device subsystem_vendor subsystem_device class revision irq enable modalias; do
             [ -r "$d/$k" ] && echo "$k=$(cat "$d/$k" 2>/dev/null)"
         done
         drv=-
@@ -65,6 +106,12 @@ pci_report() {
     done
 }
 
+if [ "$AUTOLOAD" = 1 ]; then
+    echo "=== BEGIN autoload ==="
+    autoload
+    echo "=== END autoload rc=$? ==="
+fi
+
 pci_report
 
 # Per-run script (and any files beside it) from the appended archive.
@@ -76,6 +123,16 @@ if [ -f /run.sh ]; then
     echo "=== END run.sh rc=$rc ==="
 else
     echo "=== NO run.sh ==="
+fi
+
+if [ "$CONSOLE" = 1 ]; then
+    # setsid + opening the serial line makes it the shell's controlling
+    # terminal: job control and ^C work as on a real console.
+    echo "=== BEGIN console ==="
+    (cd /root && HOME=/root PS1='vm# ' setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1')
+    rc=$?
+    echo
+    echo "=== END console rc=$rc ==="
 fi
 
 echo "=== BEGIN interrupts ==="

@@ -1,15 +1,21 @@
 #!/bin/bash
-# test/e2e/harness/setup.sh - prepare the QEMU end-to-end harness (idempotent).
+# vm/setup.sh - prepare the guest that `vfio-user vm` and the QEMU end-to-end
+# tests boot (idempotent).
 #
-# What it prepares, in the cache directory ($VFIO_USER_E2E_CACHE, default
-# /var/cache/vfio-user-ts/e2e; deliberately outside the clone):
+# What it prepares, in the cache directory ($VFIO_USER_VM_CACHE or
+# $VFIO_USER_E2E_CACHE, default /var/cache/vfio-user-ts/e2e; deliberately
+# outside the clone so that every checkout and the installed command share it):
 #   root/    a minimal Debian trixie tree (debootstrap --variant=minbase) holding
 #            qemu-system-x86 from trixie-backports (QEMU >= 10.1 has vfio-user-pci).
 #            QEMU is later run from it through its own dynamic loader, no chroot.
 #   debs/    trixie's linux-image-*-amd64 and busybox-static packages
-#   guest/   vmlinuz + initramfs.cpio.gz (busybox, /init = guest-init.sh, the
-#            gpio-pci-idio-16 and nvme modules, decompressed)
-#   harness.json  paths and versions, read by test/e2e/qemu.ts
+#   guests/STAMP/  vmlinuz + initramfs.cpio.gz (busybox, /init = guest-init.sh,
+#            the modules of GUEST_MODULES, decompressed, with their PCI aliases)
+#            and harness.json (paths and versions, read by vm/harness.ts).
+#            STAMP is a hash of this script and guest-init.sh: checkouts with
+#            different guest recipes share one cache without rebuilding each
+#            other's guest.
+# The path of harness.json is the one line this script prints on stdout.
 #
 # Each piece is built in a *.new directory and renamed into place only after it
 # is complete, and carries a stamp: a piece whose stamp is missing or differs
@@ -21,48 +27,63 @@
 # then run as any user who can read the cache.
 #
 # Environment:
-#   VFIO_USER_E2E_CACHE   cache directory (default /var/cache/vfio-user-ts/e2e)
+#   VFIO_USER_VM_CACHE    cache directory (default /var/cache/vfio-user-ts/e2e;
+#                         VFIO_USER_E2E_CACHE is the older name)
 #   VFIO_USER_E2E_MIRROR  Debian mirror URL (default: the one the host's apt uses)
 #   VFIO_USER_E2E_REBUILD=1  throw the cache away and build everything again
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-CACHE=${VFIO_USER_E2E_CACHE:-/var/cache/vfio-user-ts/e2e}
+CACHE=${VFIO_USER_VM_CACHE:-${VFIO_USER_E2E_CACHE:-/var/cache/vfio-user-ts/e2e}}
 SUITE=trixie
 # Bump ROOT_RECIPE when the package set of the root changes. The guest stamp
 # is a hash of this file and guest-init.sh, so any edit rebuilds the guest.
 ROOT_RECIPE="trixie-minbase+backports-qemu-system-x86/v1"
-GUEST_MODULES="gpio-regmap gpio-idio-16 gpio-pci-idio-16 nvme-keyring nvme-auth nvme-core nvme"
+# Kernel modules copied into the guest (their dependencies come along). One
+# per line, '#' comments allowed: add a driver here and the guest loads it for
+# any device matching one of its PCI aliases.
+GUEST_MODULES='
+    gpio-pci-idio-16        # ACCES PCI-IDIO-16 (samples/gpio-device.ts)
+    nvme-keyring
+    nvme                    # NVMe (samples/nvme)
+'
 
 T_START=$(date +%s.%N)
 log() { printf 'setup: %s\n' "$*" >&2; }
-die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+# die [-c CODE] MESSAGE: CODE (not-root, no-packages, no-qemu, ...) lets the
+# caller tell the causes apart: "setup: ERROR[CODE]: MESSAGE".
+die() {
+    local code=failed
+    if [ "$1" = -c ]; then code=$2; shift 2; fi
+    printf 'setup: ERROR[%s]: %s\n' "$code" "$*" >&2
+    exit 1
+}
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 stage_start() { STAGE=$1; T_STAGE=$(date +%s.%N); log "[$STAGE] building"; }
 stage_done() { log "[$STAGE] done in $(elapsed "$T_STAGE")s"; }
 
 # ---------------------------------------------------------------- cache + lock
-mkdir -p "$CACHE" 2>/dev/null || die "cannot create cache directory $CACHE (set VFIO_USER_E2E_CACHE)"
+mkdir -p "$CACHE" 2>/dev/null || die -c not-root "cannot create the cache directory $CACHE: run once as root (or set VFIO_USER_VM_CACHE to a writable directory)"
 CACHE=$(cd "$CACHE" && pwd -P)
-{ exec 9>>"$CACHE/.lock"; } 2>/dev/null || { exec 9<"$CACHE/.lock"; } 2>/dev/null || die "cannot open $CACHE/.lock"
+{ exec 9>>"$CACHE/.lock"; } 2>/dev/null || { exec 9<"$CACHE/.lock"; } 2>/dev/null || die -c not-root "cannot open $CACHE/.lock (run once as root)"
 if ! flock -w 1200 9; then die "timed out waiting for the lock on $CACHE/.lock"; fi
 
 ROOT=$CACHE/root
 DEBS=$CACHE/debs
-GUEST=$CACHE/guest
 GUEST_STAMP=$(cat "$HERE/setup.sh" "$HERE/guest-init.sh" | sha256sum | cut -c1-16)
+GUEST=$CACHE/guests/$GUEST_STAMP
 
 if [ "${VFIO_USER_E2E_REBUILD:-}" = 1 ]; then
     log "VFIO_USER_E2E_REBUILD=1: discarding the cache"
-    rm -rf --one-file-system "$ROOT" "$DEBS" "$GUEST" "$CACHE/harness.json"
+    rm -rf --one-file-system "$ROOT" "$DEBS" "$GUEST"
 fi
 # leftovers of an interrupted run
-rm -rf --one-file-system "$CACHE"/*.new "$CACHE"/*.old
+rm -rf --one-file-system "$CACHE"/*.new "$CACHE"/*.old "$CACHE"/guests/*.new
 
 stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
 need_root() {
-    [ "$(id -u)" = 0 ] || die "building the harness ($1) needs root; run: sudo $0"
+    [ "$(id -u)" = 0 ] || die -c not-root "the first run builds the guest in $CACHE ($1) and needs root; run once as root: sudo $0"
 }
 
 # ---------------------------------------------------------------- host tools
@@ -78,7 +99,7 @@ ensure_host_tools() {
             unshare|flock) p=util-linux ;;
             dpkg-deb) p=dpkg ;;
             timeout|sha256sum) p=coreutils ;;
-            *) die "no package known for $c" ;;
+            *) die -c no-tool "no package known for $c" ;;
         esac
         command -v "$c" >/dev/null 2>&1 || missing+=("$p")
     done
@@ -86,8 +107,10 @@ ensure_host_tools() {
     need_root "installing ${missing[*]}"
     log "installing host packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    command -v apt-get >/dev/null || die -c no-packages "missing ${missing[*]} and no apt-get to install them (a Debian or Ubuntu host is needed)"
+    apt-get update -q >&2 || die -c no-packages "apt-get update failed: no access to the host's package mirror"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+        || die -c no-packages "cannot install ${missing[*]} with apt-get (no package access?)"
 }
 
 mirror() {
@@ -95,7 +118,7 @@ mirror() {
     # The URL the host's apt uses for Debian main, e.g. "500 URL bookworm/main amd64 Packages".
     local m
     m=$(apt-cache policy 2>/dev/null | awk '$3 ~ /^[a-z]+\/main$/ && $3 !~ /security|updates|backports/ && $2 ~ /^https?:/ { print $2; exit }')
-    [ -n "$m" ] || die "cannot find the host's Debian mirror in 'apt-cache policy'; set VFIO_USER_E2E_MIRROR"
+    [ -n "$m" ] || die -c no-packages "cannot find the host's Debian mirror in 'apt-cache policy'; set VFIO_USER_E2E_MIRROR"
     echo "${m%/}"
 }
 
@@ -131,20 +154,21 @@ build_root() {
     # debootstrap mounts /proc etc. in the target itself; keep that private too.
     unshare --mount --propagation private -- \
         debootstrap --variant=minbase "$SUITE" "$new" "$m" >&2 \
-        || die "debootstrap $SUITE failed (see above)"
+        || die -c no-packages "debootstrap $SUITE from $m failed (no access to the Debian mirror? see above)"
     printf 'deb %s %s main\ndeb %s %s-backports main\n' "$m" "$SUITE" "$m" "$SUITE" > "$new/etc/apt/sources.list"
     cp -L /etc/resolv.conf "$new/etc/resolv.conf"
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' > "$new/etc/apt/apt.conf.d/90harness"
-    in_root "$new" apt-get update -q >&2
-    in_root "$new" apt-get install -y -q -t "$SUITE-backports" qemu-system-x86 >&2
+    in_root "$new" apt-get update -q >&2 || die -c no-packages "apt-get update in the $SUITE root failed (mirror $m)"
+    in_root "$new" apt-get install -y -q -t "$SUITE-backports" qemu-system-x86 >&2 \
+        || die -c no-packages "cannot install qemu-system-x86 from $SUITE-backports (mirror $m)"
     in_root "$new" apt-get clean
     rm -rf "$new/usr/share/doc" "$new/usr/share/man" "$new/usr/share/locale"
     # Prove QEMU runs from outside the root and has the vfio-user client.
     mkdir -p "$new/.harness"
     qemu_in "$new" --version | head -1 > "$new/.harness/qemu-version"
     qemu_in "$new" -device vfio-user-pci,help > "$new/.harness/vfio-user-pci-help" 2>&1 \
-        || die "this QEMU has no vfio-user-pci device: $(cat "$new/.harness/vfio-user-pci-help")"
-    grep -q 'socket=' "$new/.harness/vfio-user-pci-help" || die "vfio-user-pci has no socket property"
+        || die -c no-qemu "this QEMU has no vfio-user-pci device: $(cat "$new/.harness/vfio-user-pci-help")"
+    grep -q 'socket=' "$new/.harness/vfio-user-pci-help" || die -c no-qemu "vfio-user-pci has no socket property"
     log "[root] $(cat "$new/.harness/qemu-version")"
     echo "$ROOT_RECIPE" > "$new/.stamp"
     rm -rf --one-file-system "$ROOT"
@@ -158,13 +182,15 @@ fetch_debs() {
     stage_start debs
     local new=$CACHE/debs.new kver
     # The lists are in the root since step 1; refresh them if they were dropped.
-    ls "$ROOT"/var/lib/apt/lists/*Packages* >/dev/null 2>&1 || in_root "$ROOT" apt-get update -q >&2
+    ls "$ROOT"/var/lib/apt/lists/*Packages* >/dev/null 2>&1 || in_root "$ROOT" apt-get update -q >&2 \
+        || die -c no-packages "apt-get update in the $SUITE root failed"
     kver=$(in_root "$ROOT" apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: linux-image-\([^ ]*-amd64\)$/\1/p' | head -1)
     [ -n "$kver" ] || die "cannot tell which kernel linux-image-amd64 depends on"
     log "[debs] kernel $kver"
     rm -rf "$ROOT/var/tmp/harness-dl"
     mkdir -p "$ROOT/var/tmp/harness-dl" "$new"
-    in_root "$ROOT" sh -c "cd /var/tmp/harness-dl && apt-get download -q linux-image-$kver busybox-static" >&2
+    in_root "$ROOT" sh -c "cd /var/tmp/harness-dl && apt-get download -q linux-image-$kver busybox-static" >&2 \
+        || die -c no-packages "cannot download linux-image-$kver and busybox-static"
     mv "$ROOT"/var/tmp/harness-dl/*.deb "$new/"
     rmdir "$ROOT/var/tmp/harness-dl"
     echo "$kver" > "$new/KVER"
@@ -183,7 +209,7 @@ build_guest() {
     need_root "guest initramfs"
     ensure_host_tools cpio xz gzip dpkg-deb
     stage_start guest
-    local new=$CACHE/guest.new kver kdeb bdeb x irfs moddir m f
+    local new=$GUEST.new kver kdeb bdeb x irfs moddir m f
     kver=$(cat "$DEBS/KVER")
     kdeb=$(ls "$DEBS"/linux-image-"$kver"_*.deb)
     bdeb=$(ls "$DEBS"/busybox-static_*.deb | tail -1)
@@ -217,7 +243,7 @@ build_guest() {
             *) die "unsupported module compression: $1" ;;
         esac
     }
-    for m in $GUEST_MODULES; do resolve "$m"; done
+    for m in $(printf '%s\n' "$GUEST_MODULES" | sed 's/#.*//'); do resolve "$m"; done
     dpkg-deb --fsys-tarfile "$bdeb" | tar -x -C "$x" ./usr/bin/busybox
 
     mkdir -p "$irfs"/{bin,sbin,dev,proc,sys,tmp,run,modules,root}
@@ -226,15 +252,19 @@ build_guest() {
         [ -e "$irfs/bin/$m" ] || ln -s busybox "$irfs/bin/$m"
     done
     # Modules: /modules/NAME.ko (plain: busybox insmod cannot decompress),
-    # /modules/order (all of them in a valid load order) and /modules/deps
-    # ("NAME: DEP..." with the dependencies in load order, for loadmod).
+    # /modules/order (all of them in a valid load order), /modules/deps
+    # ("NAME: DEP..." with the dependencies in load order, for loadmod) and
+    # /modules/aliases ("PATTERN NAME" from each module's alias= fields: what
+    # modules.alias holds, for the guest's modalias loop).
     : > "$irfs/modules/order"
     : > "$irfs/modules/deps"
+    : > "$irfs/modules/aliases"
     local all=("${ORDER[@]}") e o
     for e in "${all[@]}"; do
         m=${e%%|*}; f=${e#*|}
         mod_cat "$f" > "$irfs/modules/$m.ko"
         echo "$m" >> "$irfs/modules/order"
+        tr '\0' '\n' < "$irfs/modules/$m.ko" | sed -n "s/^alias=\(.*\)/\1 $m/p" >> "$irfs/modules/aliases"
         seen=(); ORDER=()
         resolve "$m"
         printf '%s:' "$m" >> "$irfs/modules/deps"
@@ -279,6 +309,21 @@ SECTION
     cp "$irfs/modules/order" "$new/modules.order"
     echo "$kver" > "$new/KVER"
     rm -rf "$x" "$irfs"
+    json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+    {
+        printf '{\n'
+        printf '  "cache": %s,\n' "$(json_str "$CACHE")"
+        printf '  "root": %s,\n' "$(json_str "$ROOT")"
+        printf '  "guest": %s,\n' "$(json_str "$GUEST")"
+        printf '  "kernel": %s,\n' "$(json_str "$GUEST/vmlinuz")"
+        printf '  "initramfs": %s,\n' "$(json_str "$GUEST/initramfs.cpio.gz")"
+        printf '  "kernelVersion": %s,\n' "$(json_str "$kver")"
+        printf '  "qemuVersion": %s,\n' "$(json_str "$(cat "$ROOT/.harness/qemu-version")")"
+        printf '  "guestModules": [%s],\n' "$(sed 's/.*/"&"/' "$new/modules.order" | paste -sd, -)"
+        printf '  "rootRecipe": %s,\n' "$(json_str "$ROOT_RECIPE")"
+        printf '  "guestStamp": %s\n' "$(json_str "$GUEST_STAMP")"
+        printf '}\n'
+    } > "$new/harness.json"
     echo "$GUEST_STAMP" > "$new/.stamp"
     rm -rf "$GUEST"
     mv "$new" "$GUEST"
@@ -293,26 +338,12 @@ if stamp_ok "$ROOT" "$ROOT_RECIPE" && stamp_ok "$GUEST" "$GUEST_STAMP"; then
 else
     ensure_host_tools debootstrap unshare cpio xz gzip dpkg-deb timeout
 fi
-if ! stamp_ok "$ROOT" "$ROOT_RECIPE"; then build_root; built=1; rm -rf "$DEBS" "$GUEST"; fi
-if ! stamp_ok "$DEBS" "$SUITE:$(cat "$DEBS/KVER" 2>/dev/null)"; then fetch_debs; built=1; fi
+# A new root or new packages make every guest built from the old ones stale.
+if ! stamp_ok "$ROOT" "$ROOT_RECIPE"; then build_root; built=1; rm -rf "$DEBS"; fi
+if ! stamp_ok "$DEBS" "$SUITE:$(cat "$DEBS/KVER" 2>/dev/null)"; then fetch_debs; built=1; rm -rf "$CACHE/guests"; fi
+mkdir -p "$CACHE/guests"
 if ! stamp_ok "$GUEST" "$GUEST_STAMP"; then build_guest; built=1; fi
 
-if [ -n "$built" ] || [ ! -f "$CACHE/harness.json" ]; then
-    json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-    {
-        printf '{\n'
-        printf '  "cache": %s,\n' "$(json_str "$CACHE")"
-        printf '  "root": %s,\n' "$(json_str "$ROOT")"
-        printf '  "kernel": %s,\n' "$(json_str "$GUEST/vmlinuz")"
-        printf '  "initramfs": %s,\n' "$(json_str "$GUEST/initramfs.cpio.gz")"
-        printf '  "kernelVersion": %s,\n' "$(json_str "$(cat "$GUEST/KVER")")"
-        printf '  "qemuVersion": %s,\n' "$(json_str "$(cat "$ROOT/.harness/qemu-version")")"
-        printf '  "guestModules": [%s],\n' "$(sed 's/.*/"&"/' "$GUEST/modules.order" | paste -sd, -)"
-        printf '  "rootRecipe": %s,\n' "$(json_str "$ROOT_RECIPE")"
-        printf '  "guestStamp": %s\n' "$(json_str "$GUEST_STAMP")"
-        printf '}\n'
-    } > "$CACHE/harness.json.new"
-    mv "$CACHE/harness.json.new" "$CACHE/harness.json"
-fi
 log "ready in $(elapsed "$T_START")s ($( [ -n "$built" ] && echo built || echo cached)): $CACHE"
 log "$(cat "$ROOT/.harness/qemu-version"), kernel $(cat "$GUEST/KVER")"
+echo "$GUEST/harness.json"
