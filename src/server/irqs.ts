@@ -128,7 +128,7 @@ export class IrqTable {
         case 'trigger':
           for (let j = 0; j < count; j++) {
             if (req.flags & SetIrqsFlags.DATA_BOOL && req.data && req.data[j] === 0) continue;
-            this.trigger(req.index, start + j);
+            this.loopback(req.index, start + j);
           }
           break;
         case 'mask':
@@ -228,6 +228,28 @@ export class IrqTable {
     // UNMASK after the guest's EOI); we mirror the auto-mask so a trigger in
     // between is held as pending, as vfio-pci does with AUTOMASKED.
     if (index === IrqIndex.INTX) s.masked[vector] = true;
+    return 'delivered';
+  }
+
+  /**
+   * The client's own trigger (SET_IRQS ACTION_TRIGGER with DATA_NONE or
+   * DATA_BOOL): a loopback test of its delivery path. As vfio-pci does, the
+   * fd is signalled whatever the masks, auto-masking, Bus Master, MSI enable
+   * or migration state say, and no mask or pending bit changes: those gate
+   * the interrupts the device raises, not this.
+   */
+  loopback(index: number, vector: number): TriggerResult {
+    const s = this.idx[index];
+    if (!s || vector < 0 || vector >= s.count) throw new RangeError(`no ${INDEX_NAME[index] ?? index} vector ${vector}`);
+    const byMessage = this.hooks.message?.(index, vector) ?? false;
+    const fd = s.fds[vector]!;
+    if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
+    try {
+      native.eventfdWrite(fd, 1);
+    } catch (e) {
+      this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}] loopback: eventfd write failed: ${(e as Error).message}`);
+      return byMessage ? 'delivered' : 'no-fd';
+    }
     return 'delivered';
   }
 

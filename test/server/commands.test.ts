@@ -253,6 +253,44 @@ for (const kind of TRANSPORTS) {
       }
     });
 
+    test('SET_IRQS loopback (TRIGGER with NONE/BOOL) signals the fd whatever the masks, auto-mask, Bus Master and INTx-Disable say', async () => {
+      // Bus Master stays off (requireBusMaster is the default): device interrupts are suppressed.
+      const rig = await startRig(kind, sampleDevice());
+      try {
+        const msiFd = native.eventfd(0, native.EFD_NONBLOCK);
+        const intxFd = native.eventfd(0, native.EFD_NONBLOCK);
+        const set = (flags: number, index: number, start: number, count: number, fds?: number[], data?: Uint8Array) =>
+          rig.call(Command.DEVICE_SET_IRQS, encodeSetIrqsRequest({ flags, index, start, count, ...(data ? { data } : {}) }), fds);
+        await set(SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, 1, 0, 1, [msiFd]);
+        await set(SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1, [intxFd]);
+        assert.equal(rig.ctx.irq.trigger('msi', 0), 'suppressed', 'device interrupts keep their Bus Master gating');
+        assert.equal(native.eventfdRead(msiFd), -1n);
+        // Bus Master off: the loopback still reaches the fd.
+        await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 1, 0, 1);
+        assert.equal(native.eventfdRead(msiFd), 1n);
+        // Masked: signalled, and nothing becomes pending.
+        await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_MASK, 1, 0, 1);
+        await set(SetIrqsFlags.DATA_BOOL | SetIrqsFlags.ACTION_TRIGGER, 1, 0, 1, undefined, new Uint8Array([1]));
+        assert.equal(native.eventfdRead(msiFd), 1n);
+        assert.equal(rig.ctx.irqs.isPending(1, 0), false);
+        assert.equal(rig.ctx.irqs.isMasked(1, 0), true, 'the mask is left alone');
+        // INTx: no auto-mask after a loopback, so a second one fires too; INTx-Disable does not stop it.
+        await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1);
+        assert.equal(rig.ctx.irqs.isMasked(0, 0), false, 'a loopback does not auto-mask INTx');
+        await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1);
+        assert.equal(native.eventfdRead(intxFd), 2n);
+        // Command register: INTx-Disable (bit 10) set.
+        await rig.call(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: 4n, region: 7, count: 2, data: new Uint8Array([0x00, 0x04]) }));
+        assert.equal(rig.ctx.irq.trigger('intx'), 'suppressed');
+        await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1);
+        assert.equal(native.eventfdRead(intxFd), 1n);
+        native.close(msiFd);
+        native.close(intxFd);
+      } finally {
+        await rig.close();
+      }
+    });
+
     test('INTx is level-triggered: auto-masked when it fires, fires again on unmask while still asserted', async () => {
       const rig = await startRig(kind, sampleDevice());
       try {
