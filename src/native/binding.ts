@@ -134,6 +134,21 @@ export interface NativeBinding {
   eventfdRead(fd: number): bigint;
   /** Adds value (0 .. 2^64-2); false on EAGAIN (would overflow, non-blocking). */
   eventfdWrite(fd: number, value: bigint | number): boolean;
+  /** Adds 1 to a non-blocking eventfd with one write(); false when its counter is full. */
+  eventfdSignal(fd: number): boolean;
+  /** O_NONBLOCK on the fd's open file description (one fcntl). */
+  isNonBlocking(fd: number): boolean;
+  /**
+   * A dup of a blocking eventfd, owned by the addon's writer thread: writes to
+   * it never happen on a JS thread (a client can make them block).
+   */
+  eventfdDeferredOpen(fd: number): number;
+  /** Queues "add 1" on a dup from eventfdDeferredOpen; the writer thread makes the write. */
+  eventfdDeferredSignal(dupFd: number): void;
+  /** Closes a dup from eventfdDeferredOpen once the writes queued before it are done. */
+  eventfdDeferredClose(dupFd: number): void;
+  /** Test hook: the writer thread fills each counter just before its write (so that write blocks). */
+  eventfdTestFill(on: boolean): void;
   readonly EFD_NONBLOCK: 1;
   readonly EFD_SEMAPHORE: 2;
 

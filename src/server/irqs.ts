@@ -33,6 +33,12 @@ export type TriggerResult =
 interface IndexState {
   count: number;
   fds: number[];
+  /**
+   * Per vector: for a blocking eventfd, the writer thread's dup of it (its
+   * writes must never block this thread); -1 for a non-blocking one, which
+   * is signalled here with a single write().
+   */
+  deferred: number[];
   masked: boolean[];
   pending: boolean[];
   /** Client-supplied eventfds whose signal means mask / unmask (QEMU's resample fd). */
@@ -63,6 +69,7 @@ export class IrqTable {
     this.idx = n.map((count) => ({
       count,
       fds: new Array<number>(count).fill(-1),
+      deferred: new Array<number>(count).fill(-1),
       masked: new Array<boolean>(count).fill(false),
       pending: new Array<boolean>(count).fill(false),
       maskFd: new Map(),
@@ -162,8 +169,20 @@ export class IrqTable {
 
   private setFd(s: IndexState, v: number, fd: number): void {
     const old = s.fds[v]!;
-    if (old >= 0 && old !== fd) safeClose(old);
+    if (old === fd) return;
+    if (old >= 0) safeClose(old);
+    const d = s.deferred[v]!;
+    if (d >= 0) native.eventfdDeferredClose(d);
     s.fds[v] = fd;
+    // The fd's mode is learnt once here, not on every interrupt.
+    s.deferred[v] = fd >= 0 && !native.isNonBlocking(fd) ? native.eventfdDeferredOpen(fd) : -1;
+  }
+
+  /** Adds 1 to vector v's eventfd: one write, or queued for the writer thread if it is blocking. */
+  private write(s: IndexState, v: number): void {
+    const d = s.deferred[v]!;
+    if (d >= 0) native.eventfdDeferredSignal(d);
+    else native.eventfdSignal(s.fds[v]!);
   }
 
   private watch(map: IndexState['maskFd'], index: number, vector: number, fd: number, mask: boolean): void {
@@ -219,7 +238,7 @@ export class IrqTable {
     const byMessage = this.hooks.message?.(index, vector) ?? false;
     if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
     try {
-      native.eventfdWrite(fd, 1);
+      this.write(s, vector);
     } catch (e) {
       this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}]: eventfd write failed: ${(e as Error).message}`);
       return byMessage ? 'delivered' : 'no-fd';
@@ -245,7 +264,7 @@ export class IrqTable {
     const fd = s.fds[vector]!;
     if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
     try {
-      native.eventfdWrite(fd, 1);
+      this.write(s, vector);
     } catch (e) {
       this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}] loopback: eventfd write failed: ${(e as Error).message}`);
       return byMessage ? 'delivered' : 'no-fd';
