@@ -135,7 +135,16 @@ const desc: DeviceDescription = {
   vendorId: 0x1b36,
   deviceId: 0x0010,
   regions: {
-    0: { size: 4096, read: (off, n) => bar0.subarray(off, off + n), write: (off, d) => bar0.set(d, off) },
+    // Plain device registers, in the allocation-free callback forms.
+    0: {
+      size: 4096,
+      readInto: (off, n, out, at) => {
+        for (let i = 0; i < n; i++) out[at + i] = bar0[off + i]!;
+      },
+      writeFrom: (off, src, at, n) => {
+        for (let i = 0; i < n; i++) bar0[off + i] = src[at + i]!;
+      },
+    },
     1: { size: 4096, read: (off, n) => resultBytes.slice(off - 0x100, off - 0x100 + n), write: control },
   },
   irqs: { intx: 1, msi: 1 },

@@ -22,6 +22,13 @@ export type RegionWriteHandler = (offset: number, data: Uint8Array) => void | Pr
  * allocation at all. `out` is only valid during the call.
  */
 export type RegionReadIntoHandler = (offset: number, count: number, out: Uint8Array, outOffset: number) => void;
+/**
+ * Writes the `count` bytes at `src[srcOffset]` at `offset` of a region,
+ * synchronously. The allocation-free form of {@link RegionWriteHandler}:
+ * `src` is the library's receive buffer, valid only during the call (copy
+ * what you keep).
+ */
+export type RegionWriteFromHandler = (offset: number, src: Uint8Array, srcOffset: number, count: number) => void;
 
 /** An mmap-able window of a shared-memory region, relative to the region. */
 export interface MmapArea {
@@ -47,6 +54,11 @@ export interface RegionSpec {
    * access). When present it serves every read and `read` is not called.
    */
   readInto?: RegionReadIntoHandler;
+  /**
+   * Synchronous writes from the library's receive buffer (no allocation per
+   * access). When present it serves every write and `write` is not called.
+   */
+  writeFrom?: RegionWriteFromHandler;
   /**
    * Back the region with shared memory (a sealed memfd) that the client may
    * mmap; `mmapAreas` limits which parts (default: all of it). The device

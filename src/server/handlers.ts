@@ -15,7 +15,7 @@ import { buildRegionInfoReply, decodeRegionInfoRequest } from '../protocol/regio
 import { buildRegionIoFdsReply, decodeRegionIoFdsRequest, type IoFdEntry } from '../protocol/region-io-fds.js';
 import { decodeSetIrqsRequest } from '../protocol/set-irqs.js';
 import { decodeVersionWithCapabilities, encodeVersionWithCapabilities, negotiateMinor, type CapabilitiesInput } from '../protocol/version.js';
-import { decodeWriteMultiRequest, encodeWriteMultiReply } from '../protocol/write-multi.js';
+import { decodeWriteMultiRequest, encodeWriteMultiReply, WRITE_MULTI_DEFAULT_MAX_ENTRIES, WRITE_MULTI_ENTRY_SIZE, WRITE_MULTI_MAX_DATA } from '../protocol/write-multi.js';
 import type { Message } from '../transport/types.js';
 import type { Connection, HandlerResult } from './connection.js';
 import type { DeviceContext } from './context.js';
@@ -323,10 +323,12 @@ const ACCESS_HEAD = 32;
  */
 export function fastCommand(ctx: DeviceContext, conn: Connection, b: Uint8Array, at: number, size: number): boolean {
   const command = b[at + 2]! | (b[at + 3]! << 8);
-  if (command !== Command.REGION_READ && command !== Command.REGION_WRITE) return false;
+  if (command !== Command.REGION_READ && command !== Command.REGION_WRITE && command !== Command.REGION_WRITE_MULTI) return false;
   const flags = u32At(b, at + 8);
   // A plain command, posted or not; anything else (and the handshake) goes the general way.
-  if ((flags !== 0 && flags !== FLAG_NO_REPLY) || conn.peerCaps === null || size < ACCESS_HEAD) return false;
+  if ((flags !== 0 && flags !== FLAG_NO_REPLY) || conn.peerCaps === null) return false;
+  if (command === Command.REGION_WRITE_MULTI) return fastWriteMulti(ctx, conn, b, at, size, flags);
+  if (size < ACCESS_HEAD) return false;
   if (u32At(b, at + 20) !== 0) return false; // offset >= 2^32: no region is that large
   const offset = u32At(b, at + 16);
   const index = u32At(b, at + 24);
@@ -365,9 +367,7 @@ export function fastCommand(ctx: DeviceContext, conn: Connection, b: Uint8Array,
   if (size !== ACCESS_HEAD + count || !region.writable) return false;
   let r: void | Promise<void>;
   try {
-    // A copy: the device may keep the bytes (or use them after an await),
-    // and the read buffer is reused by the next receive.
-    r = region.write(offset, b.slice(at + ACCESS_HEAD, at + size));
+    r = region.writeFrom(offset, b, at + ACCESS_HEAD, count);
   } catch (e) {
     conn.failNow(headerAt(b, at), e);
     return true;
@@ -380,6 +380,57 @@ export function fastCommand(ctx: DeviceContext, conn: Connection, b: Uint8Array,
   if (flags === 0) {
     writeReplyHead(out, b, at, ACCESS_HEAD);
     conn.sendReply(out, ACCESS_HEAD);
+  }
+  return true;
+}
+
+/** REGION_WRITE_MULTI: the message header, u64 wr_cnt, then 24-byte entries. */
+const MULTI_HEAD = 24;
+
+/**
+ * REGION_WRITE_MULTI in place (QEMU's batches of posted writes): every entry
+ * is checked before any is applied, as writeMulti does; a batch it cannot
+ * take whole (a bad entry, an empty one, more entries than the decoder's
+ * limit) goes the general way, which answers the error.
+ */
+function fastWriteMulti(ctx: DeviceContext, conn: Connection, b: Uint8Array, at: number, size: number, flags: number): boolean {
+  if (size < MULTI_HEAD || u32At(b, at + 20) !== 0) return false;
+  const n = u32At(b, at + 16);
+  if (n > WRITE_MULTI_DEFAULT_MAX_ENTRIES || size !== MULTI_HEAD + WRITE_MULTI_ENTRY_SIZE * n) return false;
+  for (let i = 0, e = at + MULTI_HEAD; i < n; i++, e += WRITE_MULTI_ENTRY_SIZE) {
+    const index = u32At(b, e + 8);
+    const count = u32At(b, e + 12);
+    if (u32At(b, e + 4) !== 0 || index >= NUM_REGIONS || count === 0 || count > WRITE_MULTI_MAX_DATA) return false;
+    const region = ctx.region(index);
+    if (u32At(b, e) + count > region.size || !region.writable) return false;
+  }
+  for (let i = 0, e = at + MULTI_HEAD; i < n; i++, e += WRITE_MULTI_ENTRY_SIZE) {
+    let r: void | Promise<void>;
+    try {
+      r = ctx.region(u32At(b, e + 8)).writeFrom(u32At(b, e), b, e + 16, u32At(b, e + 12));
+    } catch (err) {
+      conn.failNow(headerAt(b, at), err);
+      return true;
+    }
+    if (isPromise(r)) {
+      // An async write callback: the rest of the batch continues in order
+      // once it settles, holding the connection's queue meanwhile.
+      const rest = decodeWriteMultiRequest(b.slice(at + 16, at + size)).entries;
+      const offsets = rest.map((x) => Number(x.offset));
+      conn.settleLater(headerAt(b, at), finishWriteMulti(ctx, rest, offsets, i, r));
+      return true;
+    }
+  }
+  if (flags === 0) {
+    const out = conn.replyBuffer;
+    writeReplyHead(out, b, at, MULTI_HEAD);
+    // u64 wr_cnt: every write completed.
+    out[16] = n;
+    out[17] = n >>> 8;
+    out[18] = n >>> 16;
+    out[19] = n >>> 24;
+    out[20] = out[21] = out[22] = out[23] = 0;
+    conn.sendReply(out, MULTI_HEAD);
   }
   return true;
 }

@@ -10,6 +10,7 @@ export type {
   MmapArea,
   RegionReadHandler,
   RegionReadIntoHandler,
+  RegionWriteFromHandler,
   RegionSpec,
   RegionWriteHandler,
   ResetReason,

@@ -4,7 +4,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { RegionCapId, RegionInfoFlags } from '../protocol/constants.js';
 import type { RegionDescription as WireRegion } from '../protocol/region-info.js';
 import { VfioUserError } from '../protocol/errors.js';
-import type { MmapArea, RegionReadHandler, RegionReadIntoHandler, RegionSpec, RegionWriteHandler } from './device.js';
+import type { MmapArea, RegionReadHandler, RegionReadIntoHandler, RegionSpec, RegionWriteFromHandler, RegionWriteHandler } from './device.js';
 
 const F_SEAL_SEAL = 0x1;
 const F_SEAL_SHRINK = 0x2;
@@ -43,6 +43,7 @@ export class Region {
   private readonly onRead: RegionReadHandler | undefined;
   private readonly onWrite: RegionWriteHandler | undefined;
   private readonly onReadInto: RegionReadIntoHandler | undefined;
+  private readonly onWriteFrom: RegionWriteFromHandler | undefined;
   readonly ioeventfds: IoEventFd[] = [];
   readonly overlays: RegionOverlay[] = [];
 
@@ -54,6 +55,7 @@ export class Region {
     this.onRead = spec?.read;
     this.onWrite = spec?.write;
     this.onReadInto = spec?.readInto;
+    this.onWriteFrom = spec?.writeFrom;
     if (!Number.isSafeInteger(this.size) || this.size < 0) throw new VfioUserError('ERR_VFIO_USER_INVALID_DEVICE', `region ${index}: bad size`);
     if (spec?.shared && this.size > 0) {
       const areas = typeof spec.shared === 'object' && spec.shared.mmapAreas ? spec.shared.mmapAreas : [{ offset: 0, size: this.size }];
@@ -162,12 +164,29 @@ export class Region {
     if (!this.writable) throw new ProtocolError(Errno.EINVAL, `region ${this.index} is not writable`);
     const ov = this.overlayAt(offset, data.length);
     if (ov) return ov.write(offset - ov.offset, data);
+    if (this.onWriteFrom) return this.onWriteFrom(offset, data, 0, data.length);
     if (this.onWrite) return this.onWrite(offset, data);
     if (this.memory) {
       this.memory.set(data, offset);
       return;
     }
     throw new ProtocolError(Errno.EINVAL, `region ${this.index} has no write handler`);
+  }
+
+  /**
+   * Serves a write of `src[at .. at + count)` (the receive buffer, reused
+   * afterwards): straight from it when the device takes writeFrom or the
+   * region is plain shared memory, else from a copy handed to its `write`
+   * callback (which may keep it, or finish later: its promise is returned).
+   * Range already checked by the caller.
+   */
+  writeFrom(offset: number, src: Uint8Array, at: number, count: number): void | Promise<void> {
+    if (!this.writable) throw new ProtocolError(Errno.EINVAL, `region ${this.index} is not writable`);
+    if (this.overlays.length === 0) {
+      if (this.onWriteFrom) return this.onWriteFrom(offset, src, at, count);
+      if (!this.onWrite && this.memory) return copySmall(src, at, this.memory, offset, count);
+    }
+    return this.write(offset, src.slice(at, at + count));
   }
 
   /** Frees the memfd and mapping (device destroyed). */
