@@ -15,6 +15,8 @@
 //   0x10 W: DMA_READ then DMA_WRITE messages, N bytes in 1 MiB pieces, at the first region
 //                                                   -> 0x108 read ns, 0x110 write ns, 0x118 bytes
 //   0x20 W: passes for 0x08 (default 3)
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import { DeviceContext } from '../../src/server/context.js';
 import type { DeviceDescription, MigrationCallbacks } from '../../src/server/device.js';
 
@@ -156,6 +158,19 @@ const dedicatedThread = process.env.VFU_BENCH_DEDICATED === '1';
 ctx = new DeviceContext(desc, { requireBusMaster: false, callbackTimeoutMs: 120_000, requestTimeoutMs: 60_000, dedicatedThread });
 await ctx.listen(path);
 process.stdout.write('listening\n');
+// The allocation figure (bench/run.mjs allocFigure) asks for the heap and
+// ArrayBuffer counters and the number of GCs so far over IPC.
+if (process.send) {
+  let gcs = 0;
+  // Only collections free memory (and so spoil a window); incremental marking steps do not.
+  const frees = new Set([constants.NODE_PERFORMANCE_GC_MINOR, constants.NODE_PERFORMANCE_GC_MAJOR]);
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (frees.has(((e as unknown as { detail?: { kind?: number } }).detail)?.kind ?? -1)) gcs++;
+  }).observe({ entryTypes: ['gc'] });
+  process.on('message', (m: { heap?: boolean }) => {
+    if (m.heap) process.send!({ used: v8.getHeapStatistics().used_heap_size, ab: process.memoryUsage().arrayBuffers, gcs });
+  });
+}
 const stop = (): void => {
   void ctx.close().then(() => process.exit(0));
 };
