@@ -34,6 +34,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'run the ACCES PCI-IDIO-16 GPIO card sample',
     load: async () => (await import('./gpio.js')).gpioCommand,
   },
+  vm: {
+    summary: 'boot a throwaway Linux guest attached to vfio-user sockets',
+    load: async () => (await import('./vm.js')).vmCommandEntry,
+  },
 };
 
 export function mainUsage(): string {

@@ -131,7 +131,17 @@ export function parseGuestReport(consoleText: string): GuestReport {
       continue;
     }
     const e = END_RE.exec(line);
-    if (e && open.length > 0 && open[open.length - 1]?.name === e[1]) {
+    const at = e ? open.map((o) => o.name).lastIndexOf(e[1]!) : -1;
+    if (e && at >= 0) {
+      // Sections inside it that never printed their END (a command that ran
+      // `exit`) end with it, their status unknown.
+      for (const inner of open.splice(at + 1)) {
+        if (inner.section) {
+          inner.section.lines = inner.lines;
+          inner.section.output = inner.lines.join('\n');
+        }
+        allSections.push({ name: inner.name, rc: null, lines: inner.lines });
+      }
       const o = open.pop()!;
       for (const p of open) p.lines.push(line);
       const rc = Number(e[2]);
