@@ -1,15 +1,16 @@
-// `vfio-user nvme [-v] --backing FILE --size SIZE SOCKET`: serves the NVMe
+// `vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] SOCKET`: serves the NVMe
 // sample controller (one namespace backed by FILE) to one client after
 // another until SIGINT/SIGTERM.
-import { createNvmeDevice } from '../samples/nvme/index.js';
+import { createNvmeDevice, type NvmeIrqMode } from '../samples/nvme/index.js';
 import { consoleLogger } from '../src/util/logger.js';
 import { DEDICATED_THREAD_FLAG, DEDICATED_THREAD_USAGE, serveUntilDone } from './serve.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] [--dedicated-thread] --backing FILE --size SIZE SOCKET',
+  'usage: vfio-user nvme [-v] [--dedicated-thread] --backing FILE --size SIZE [--irq msix|msi] SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
+  '--irq msi offers MSI (16 vectors) without MSI-X; the default is MSI-X.',
   'Clients are served one after another until SIGINT or SIGTERM.',
   '',
   DEDICATED_THREAD_USAGE,
@@ -31,6 +32,7 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
   let dedicatedThread = false;
   let backing: string | undefined;
   let size: number | undefined;
+  let irq: NvmeIrqMode = 'msix';
   const positional: string[] = [];
   try {
     for (let i = 0; i < argv.length; i++) {
@@ -47,6 +49,10 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
         const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
         if (!v) throw new Error('--size needs a SIZE');
         size = parseSize(v);
+      } else if (a === '--irq' || a.startsWith('--irq=')) {
+        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+        if (v !== 'msix' && v !== 'msi') throw new Error(`--irq wants msix or msi, not '${v ?? ''}'`);
+        irq = v;
       } else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
       else positional.push(a);
     }
@@ -58,7 +64,7 @@ export async function nvmeCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = consoleLogger(verbose ? 'debug' : 'warn', 'vfio-user nvme');
-  const dev = createNvmeDevice({ backing, size, logger });
+  const dev = createNvmeDevice({ backing, size, irq, logger });
   logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
   try {
     return await serveUntilDone(dev.ctx, positional[0]!, { exitOnDisconnect: false, dedicatedThread });

@@ -420,25 +420,27 @@ export class NvmeController {
   flushInterrupts(): void {
     if (this.dirty.size === 0) return;
     const msix = this.ctx.config.msixControl()?.enabled ?? false;
+    // MSI with fewer vectors enabled than CQ vectors in use aliases by the low bits.
+    const msiVectors = msix ? 0 : this.ctx.config.msiState()?.enabled ? this.ctx.config.msiState()!.vectors : 0;
     for (const cq of this.dirty) {
       if (!cq.ien || cq.unsignalled === 0) continue;
       cq.unsignalled = 0;
       this.stats.interrupts++;
-      if (msix) {
-        const r = this.ctx.irq.trigger('msix', cq.iv);
+      if (msix || msiVectors > 0) {
+        const r = msix ? this.ctx.irq.trigger('msix', cq.iv) : this.ctx.irq.trigger('msi', cq.iv & (msiVectors - 1));
         if (r !== 'delivered') this.stats.interruptsNotDelivered++;
       }
     }
     this.dirty.clear();
-    if (!msix) this.updateIntx();
+    if (!msix && msiVectors === 0) this.updateIntx();
   }
 
   /** INTx is a level: asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS bit 0 is clear. */
   private updateIntx(): void {
     if (!this.ctx) return;
-    const msix = this.ctx.config.msixControl()?.enabled ?? false;
+    const messages = (this.ctx.config.msixControl()?.enabled ?? false) || (this.ctx.config.msiState()?.enabled ?? false);
     let want = false;
-    if (!msix && !(this.intms & 1)) {
+    if (!messages && !(this.intms & 1)) {
       for (const cq of this.cqs) if (cq && cq.ien && cq.outstanding > 0) want = true;
     }
     this.setIntx(want);

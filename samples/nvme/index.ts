@@ -5,6 +5,8 @@
 //   BAR0 (16 KiB, 64-bit): 0x0000 registers, 0x1000 doorbells (stride 4),
 //                          0x2000 MSI-X table (17 vectors), 0x3000 PBA.
 //   Capabilities: PM, MSI-X, PCI Express endpoint with FLR. INTx as fallback.
+//   With `irq: 'msi'`: MSI (16 vectors) instead of MSI-X, for drivers and
+//   hosts that must work without MSI-X.
 //
 // Doorbells are not mappable: QEMU 11.1.3 never asks for ioeventfds
 // (GET_REGION_IO_FDS) and without KVM a mapped doorbell page would have to be
@@ -32,8 +34,16 @@ export interface NvmeDeviceOptions extends ServerOptions {
   serial?: string;
   model?: string;
   readOnly?: boolean;
+  /** Message interrupts offered: MSI-X (default) or MSI without MSI-X. */
+  irq?: NvmeIrqMode;
   logger?: Logger;
 }
+
+/** The message-signalled interrupt capability the controller offers. */
+export type NvmeIrqMode = 'msix' | 'msi';
+
+/** MSI vectors offered with `irq: 'msi'` (a power of two: MSI's Multiple Message Capable). */
+export const NVME_MSI_VECTORS = 16;
 
 export interface NvmeDevice {
   ctx: DeviceContext;
@@ -46,7 +56,7 @@ export interface NvmeDevice {
 
 export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
   const log = opts.logger ?? silentLogger;
-  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, ...serverOpts } = opts;
+  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, irq = 'msix', ...serverOpts } = opts;
   const namespace = new Namespace({ path: backing, size, ...(readOnly !== undefined ? { readOnly } : {}) });
   const controller = new NvmeController(
     namespace,
@@ -64,7 +74,9 @@ export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
       express: true,
       capabilities: [
         { type: 'pm' },
-        { type: 'msix', tableSize: LIMITS.msixVectors, tableBar: 0, tableOffset: MSIX_TABLE_OFFSET, pbaBar: 0, pbaOffset: MSIX_PBA_OFFSET },
+        irq === 'msi'
+          ? { type: 'msi', vectors: NVME_MSI_VECTORS, address64: true }
+          : { type: 'msix', tableSize: LIMITS.msixVectors, tableBar: 0, tableOffset: MSIX_TABLE_OFFSET, pbaBar: 0, pbaOffset: MSIX_PBA_OFFSET },
         { type: 'pcie', flr: true, maxPayloadSupported: 1 },
       ],
       regions: {
@@ -75,7 +87,7 @@ export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
           write: (off, data) => controller.write(off, data),
         },
       },
-      irqs: { intx: 1, msix: LIMITS.msixVectors },
+      irqs: irq === 'msi' ? { intx: 1, msi: NVME_MSI_VECTORS } : { intx: 1, msix: LIMITS.msixVectors },
       quiesce: () => controller.quiesce(),
       reset: (reason) => controller.reset(reason),
       migration: {
