@@ -128,6 +128,12 @@ export function createGpioDevice(opts: ServerOptions & { logger?: Logger } = {})
     stats.configReads++;
     return cfgRead(off, n);
   };
+  // The server's fast lane reads straight into the reply buffer.
+  const cfgReadInto = cfg.readInto.bind(cfg);
+  cfg.readInto = (off, n, out, at) => {
+    stats.configReads++;
+    return cfgReadInto(off, n, out, at);
+  };
   cfg.write = (off, d) => {
     stats.configWrites++;
     return cfgWrite(off, d);
