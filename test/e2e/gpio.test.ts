@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createGpioDevice } from '../../samples/gpio-device.js';
-import { bootGuest, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
+import { bootGuest, collectingLogger, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
 
 /** QEMU lines known to be harmless. */
 const HARMLESS = [/Device ROM size is zero/];
@@ -48,7 +48,8 @@ test('QEMU guest: the stock gpio-pci-idio-16 driver drives our GPIO card', { tim
   await ensureHarness();
   const dir = mkdtempSync(join(tmpdir(), 'vfu-e2e-gpio-'));
   const sock = join(dir, 'gpio.sock');
-  const dev = createGpioDevice();
+  const log = collectingLogger();
+  const dev = createGpioDevice({ logger: log.logger });
   await dev.ctx.listen(sock);
   try {
     const res = await bootGuest({ socket: sock, guestScript: GUEST_SCRIPT, timeoutMs: 240_000 });
@@ -57,6 +58,7 @@ test('QEMU guest: the stock gpio-pci-idio-16 driver drives our GPIO card', { tim
     assert.equal(res.exitCode, 0, `QEMU exit ${res.exitCode}${why}`);
     assert.ok(report.done, `guest did not finish${why}`);
     assert.deepEqual(qemuProblems(res.qemuStderr, HARMLESS), [], why);
+    assert.deepEqual(log.unexpected(), [], 'the server logged no warning');
 
     // Enumeration: our IDs, a 256-byte I/O BAR2, interrupt pin A.
     const pci = report.pci.find((d) => d.vendor === 0x494f);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createNvmeDevice } from '../../samples/nvme/index.js';
-import { bootGuest, cacheDir, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
+import { bootGuest, cacheDir, collectingLogger, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
 
 const HARMLESS = [/Device ROM size is zero/];
 const SIZE = 64 << 20;
@@ -91,7 +91,8 @@ test('QEMU guest: Linux nvme driver on our NVMe controller (dd direct I/O, ext2,
   // Commands the controller refused, for the summary (Linux probes a few optional ones).
   const refused: string[] = [];
   const note = (m: string): void => void (/^command |failed|fatal/.test(m) && refused.length < 20 && refused.push(m));
-  const dev = createNvmeDevice({ backing, size: SIZE, logger: { debug: note, info: () => {}, warn: note, error: note } });
+  const log = collectingLogger((level, m) => level !== 'info' && note(m));
+  const dev = createNvmeDevice({ backing, size: SIZE, logger: log.logger });
   await dev.ctx.listen(sock);
   try {
     const res = await bootGuest({
@@ -106,6 +107,7 @@ test('QEMU guest: Linux nvme driver on our NVMe controller (dd direct I/O, ext2,
     assert.equal(res.exitCode, 0, `QEMU exit ${res.exitCode}${why}`);
     assert.ok(report.done, `guest did not finish${why}`);
     assert.deepEqual(qemuProblems(res.qemuStderr, HARMLESS), [], why);
+    assert.deepEqual(log.unexpected(), [], 'the server logged no warning');
 
     const pci = report.pci.find((d) => d.vendor === 0x4e56);
     assert.ok(pci, `device not enumerated${why}`);
