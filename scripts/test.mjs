@@ -2,7 +2,7 @@
 // Runs the test suite with node's built-in runner. Node 20 cannot expand globs
 // for --test, so the files are collected here.
 //   node scripts/test.mjs            every suite, including the QEMU end-to-end test
-//   node scripts/test.mjs --unit     everything except test/e2e and test/asan (fast, for daily work)
+//   node scripts/test.mjs --unit     everything except test/e2e, test/asan and test/install (fast, for daily work)
 //   node scripts/test.mjs FILE...    only the given files
 // The reporter is TAP when stdout is not a terminal (CI reads its closing
 // "# pass N" / "# fail N" lines) and spec otherwise.
@@ -21,7 +21,7 @@ function collect(dir) {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) {
-      if (unitOnly && (name === 'e2e' || name === 'asan')) continue;
+      if (unitOnly && (name === 'e2e' || name === 'asan' || name === 'install')) continue;
       if (name === 'fixtures' || name === 'helpers') continue;
       out.push(...collect(p));
     } else if (name.endsWith('.test.ts')) {

@@ -3,10 +3,15 @@
  * with SCM_RIGHTS, a libuv poll handle, eventfd, memfd and mmap. Syscalls only,
  * no protocol knowledge.
  *
- * The addon is found at build/Release/vfio_user_native.node under the package
- * root (the nearest ancestor of this file holding both binding.gyp and
- * package.json, so it works from src/ under tsx and from dist/), or at the path
- * in the VFIO_USER_NATIVE_PATH environment variable (e.g. an ASan build).
+ * The addon is looked for under the package root (the nearest ancestor of this
+ * file holding both binding.gyp and package.json, so it works from src/ under
+ * tsx and from dist/), in node-gyp-build's order: a local build first
+ * (build/Release, then build/Debug), then the prebuilt addon the npm tarball
+ * carries (prebuilds/<platform>-<arch>/vfio_user_native.napi.glibc.node, built
+ * at pack time). The first that loads wins; one that exists but cannot load
+ * (an older glibc than the prebuild needs) is skipped. The
+ * VFIO_USER_NATIVE_PATH environment variable names the one file to load
+ * instead (e.g. an ASan build).
  * It is context-aware: every worker_thread may load it and use it.
  *
  * Errors from syscalls are `Error`s with `code` (errno name), `errno` (positive
@@ -222,28 +227,55 @@ export function findPackageRoot(start: string = dirname(fileURLToPath(import.met
   }
 }
 
-/** Where the addon is loaded from. */
-export function nativeAddonPath(): string {
+/** File name of the addon node-gyp builds. */
+export const ADDON_FILE = 'vfio_user_native.node';
+
+/**
+ * File name of the prebuilt addon in prebuilds/<platform>-<arch>/: N-API, so
+ * one file serves every Node version; glibc, so musl systems skip it. The tags
+ * follow prebuildify's naming, which node-gyp-build also reads.
+ */
+export const PREBUILD_FILE = 'vfio_user_native.napi.glibc.node';
+
+/** The files the addon is loaded from, in the order they are tried. */
+export function nativeAddonCandidates(root: string = findPackageRoot()): string[] {
   const override = process.env.VFIO_USER_NATIVE_PATH;
-  if (override !== undefined && override !== '') return override;
-  const root = findPackageRoot();
-  const release = join(root, 'build', 'Release', 'vfio_user_native.node');
-  const debug = join(root, 'build', 'Debug', 'vfio_user_native.node');
-  return existsSync(release) || !existsSync(debug) ? release : debug;
+  if (override !== undefined && override !== '') return [override];
+  return [
+    join(root, 'build', 'Release', ADDON_FILE),
+    join(root, 'build', 'Debug', ADDON_FILE),
+    join(root, 'prebuilds', `${process.platform}-${process.arch}`, PREBUILD_FILE),
+  ];
+}
+
+let loadedFrom: string | undefined;
+
+/** Where the addon was loaded from. */
+export function nativeAddonPath(): string {
+  return loadedFrom!;
 }
 
 function load(): NativeBinding {
-  const path = nativeAddonPath();
   const require = createRequire(import.meta.url);
-  try {
-    return require(path) as NativeBinding;
-  } catch (e) {
-    const err = new Error(
-      `vfio_user_native: cannot load ${path} (run "npm install" or "npm run build" to compile it): ${(e as Error).message}`,
-    );
-    (err as Error & { cause?: unknown }).cause = e;
-    throw err;
+  const failures: string[] = [];
+  for (const path of nativeAddonCandidates()) {
+    if (!existsSync(path)) {
+      failures.push(`${path}: not found`);
+      continue;
+    }
+    try {
+      const binding = require(path) as NativeBinding;
+      loadedFrom = path;
+      return binding;
+    } catch (e) {
+      failures.push(`${path}: ${(e as Error).message}`);
+    }
   }
+  throw new Error(
+    'vfio_user_native: no loadable addon. Build it from source with "npm rebuild vfio-user-ts" ' +
+      '(in a clone: "npm run build:addon"; needs g++, make and python3). Tried:\n  ' +
+      failures.join('\n  '),
+  );
 }
 
 export const native: NativeBinding = load();
