@@ -12,7 +12,7 @@ import { Errno, errnoName } from '../src/protocol/errno.js';
 import { RemoteError } from '../src/protocol/errors.js';
 import { decodeConfigSpace } from '../src/pci/decode.js';
 import { crc32 } from '../src/util/crc32.js';
-import { UsageError, type CliCommand, type CliIo } from './types.js';
+import type { CliCommand, CliIo } from './types.js';
 
 const BAR1 = 1;
 const BAR1_SIZE = 0x4000;
@@ -116,9 +116,9 @@ export const clientCommand: CliCommand = {
     'interrupt from the destination. Exits 1 on any mismatch.',
     '',
   ].join('\n'),
+  positionals: ['SOCKET'],
   async run(args, io) {
-    if (args.length !== 1 || args[0]!.startsWith('-')) throw new UsageError('expected one SOCKET path');
-    const path = args[0]!;
+    const path = args.positionals[0]!;
     const destPath = `${path}.migrated`;
     const rep = new Report(io);
     const started = Date.now();

@@ -1,10 +1,17 @@
 // `vfio-user` command line: global options, then a subcommand.
-//   vfio-user [-v] <command> [args...]
-// Subcommands register in COMMANDS (loaded lazily); only those present are listed.
+//   vfio-user [-v] <command> [options] [args]
+//   vfio-user help [COMMAND]
+//   vfio-user --version
+// Subcommands register in COMMANDS (loaded lazily) and declare their options
+// and positionals; cli/args.ts parses them with node:util parseArgs.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { consoleLogger, silentLogger } from '../src/util/logger.js';
+import { parseCommandArgs, splitCommandLine } from './args.js';
 import { UsageError, type CliCommand, type CliIo } from './types.js';
 
-/** Implemented subcommands, loaded on use. Other commands add themselves here. */
+/** Implemented subcommands, loaded on use. */
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<CliCommand> }> = {
   probe: {
     summary: 'connect to a vfio-user server and describe its device',
@@ -20,15 +27,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
   },
   nvme: {
     summary: 'run the NVMe controller sample (one namespace backed by a file)',
-    load: async () => {
-      const m = await import('./nvme.js');
-      return {
-        name: 'nvme',
-        summary: 'run the NVMe controller sample (one namespace backed by a file)',
-        usage: m.NVME_USAGE,
-        run: (args, io) => m.nvmeCommand(io.verbose ? ['-v', ...args] : args),
-      };
-    },
+    load: async () => (await import('./nvme.js')).nvmeCommand,
   },
   gpio: {
     summary: 'run the ACCES PCI-IDIO-16 GPIO card sample',
@@ -41,19 +40,38 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
 };
 
 export function mainUsage(): string {
-  const names = Object.keys(COMMANDS).sort();
+  const names = [...Object.keys(COMMANDS).sort(), 'help'];
   const width = Math.max(...names.map((n) => n.length));
+  const summary = (n: string): string => (n === 'help' ? 'show this help, or a command\'s' : COMMANDS[n]!.summary);
   return [
-    'usage: vfio-user [-v] <command> [options]',
+    'usage: vfio-user [-v] <command> [options] [args]',
+    '       vfio-user help [COMMAND]',
+    '       vfio-user --version',
     '',
     'commands:',
-    ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n]!.summary}`),
+    ...names.map((n) => `  ${n.padEnd(width)}  ${summary(n)}`),
     '',
     'options:',
     '  -v, --verbose  log protocol activity to stderr',
     '  -h, --help     show this help (or `vfio-user <command> --help`)',
+    '  --version      print the package version',
     '',
   ].join('\n');
+}
+
+/** The package's name and version, from the package.json above this file (cli/ or dist/cli/). */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const p = join(dir, 'package.json');
+    if (existsSync(p)) {
+      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'vfio-user-ts') return `${pkg.name} ${pkg.version}`;
+    }
+    const up = dirname(dir);
+    if (up === dir) return 'vfio-user-ts (version unknown)';
+    dir = up;
+  }
 }
 
 export interface MainIo {
@@ -65,26 +83,37 @@ export interface MainIo {
 export async function main(argv: string[], io: MainIo = {}): Promise<number> {
   const out = io.out ?? ((s: string) => void process.stdout.write(s));
   const err = io.err ?? ((s: string) => void process.stderr.write(s));
-  let verbose = false;
-  const rest: string[] = [];
-  let command: string | undefined;
-  let help = false;
-  for (const a of argv) {
-    if (command === undefined && (a === '-h' || a === '--help')) help = true;
-    else if (a === '-v' || a === '--verbose') verbose = true;
-    else if (command === undefined && a.startsWith('-')) {
-      err(`vfio-user: unknown option ${a}\n\n${mainUsage()}`);
-      return 2;
-    } else if (command === undefined) command = a;
-    else rest.push(a);
+  let line;
+  try {
+    line = splitCommandLine(argv);
+  } catch (e) {
+    err(`vfio-user: ${(e as Error).message}\n\n${mainUsage()}`);
+    return 2;
   }
+  if (line.version) {
+    out(`${packageVersion()}\n`);
+    return 0;
+  }
+  let { command, rest } = line;
   if (command === undefined) {
-    if (help) {
+    if (line.help) {
       out(mainUsage());
       return 0;
     }
     err(mainUsage());
     return 2;
+  }
+  if (command === 'help') {
+    if (rest.length === 0) {
+      out(mainUsage());
+      return 0;
+    }
+    if (rest.length > 1) {
+      err(`vfio-user help: expected at most one COMMAND\n\n${mainUsage()}`);
+      return 2;
+    }
+    command = rest[0]!;
+    rest = ['--help'];
   }
   const entry = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (!entry) {
@@ -92,21 +121,28 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     return 2;
   }
   const cmd = await entry.load();
-  if (rest.includes('-h') || rest.includes('--help')) {
-    out(cmd.usage);
-    return 0;
-  }
-  const cliIo: CliIo = { logger: verbose ? consoleLogger('debug') : silentLogger, verbose, out, err };
   try {
-    return await cmd.run(rest, cliIo);
+    const args = parseCommandArgs(cmd, rest);
+    if (args.help) {
+      out(cmd.usage);
+      return 0;
+    }
+    const verbose = line.verbose || args.verbose;
+    const cliIo: CliIo = { logger: verbose ? consoleLogger('debug') : silentLogger, verbose, out, err };
+    try {
+      return await cmd.run(args, cliIo);
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      const code = (e as { code?: unknown }).code;
+      err(`vfio-user ${command}: ${(e as Error)?.message ?? String(e)}${verbose && code ? ` [${String(code)}]` : ''}\n`);
+      if (verbose && (e as Error)?.stack) err(`${(e as Error).stack}\n`);
+      return 1;
+    }
   } catch (e) {
     if (e instanceof UsageError) {
       err(`vfio-user ${command}: ${e.message}\n\n${cmd.usage}`);
       return 2;
     }
-    const code = (e as { code?: unknown }).code;
-    err(`vfio-user ${command}: ${(e as Error)?.message ?? String(e)}${verbose && code ? ` [${String(code)}]` : ''}\n`);
-    if (verbose && (e as Error)?.stack) err(`${(e as Error).stack}\n`);
-    return 1;
+    throw e;
   }
 }

@@ -3,17 +3,24 @@
 // another until SIGINT/SIGTERM.
 import { createNvmeDevice, type NvmeIrqMode } from '../samples/nvme/index.js';
 import { consoleLogger } from '../src/util/logger.js';
-import { DEDICATED_THREAD_FLAG, DEDICATED_THREAD_USAGE, serveUntilDone } from './serve.js';
+import { stringOption } from './args.js';
+import { DEDICATED_THREAD_OPTION, DEDICATED_THREAD_USAGE, serveUntilDone } from './serve.js';
+import { SOCKET_OPTIONS, SOCKET_USAGE, socketSettings } from './socket-options.js';
+import { UsageError, type CliCommand } from './types.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] [--dedicated-thread] --backing FILE --size SIZE [--irq msix|msi] SOCKET',
+  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
   '--irq msi offers MSI (16 vectors) without MSI-X; the default is MSI-X.',
   'Clients are served one after another until SIGINT or SIGTERM.',
   '',
+  '  --backing FILE             the namespace\'s backing file',
+  '  --size SIZE                the namespace\'s size',
+  '  --irq msix|msi             interrupt kind offered (default msix)',
   DEDICATED_THREAD_USAGE,
+  SOCKET_USAGE,
   '',
 ].join('\n');
 
@@ -27,48 +34,34 @@ export function parseSize(s: string): number {
   return v;
 }
 
-export async function nvmeCommand(argv: string[]): Promise<number> {
-  let verbose = false;
-  let dedicatedThread = false;
-  let backing: string | undefined;
-  let size: number | undefined;
-  let irq: NvmeIrqMode = 'msix';
-  const positional: string[] = [];
-  try {
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i]!;
-      if (a === '-v' || a === '--verbose') verbose = true;
-      else if (a === DEDICATED_THREAD_FLAG) dedicatedThread = true;
-      else if (a === '-h' || a === '--help') {
-        process.stdout.write(NVME_USAGE);
-        return 0;
-      } else if (a === '--backing' || a.startsWith('--backing=')) {
-        backing = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-        if (!backing) throw new Error('--backing needs a FILE');
-      } else if (a === '--size' || a.startsWith('--size=')) {
-        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-        if (!v) throw new Error('--size needs a SIZE');
-        size = parseSize(v);
-      } else if (a === '--irq' || a.startsWith('--irq=')) {
-        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-        if (v !== 'msix' && v !== 'msi') throw new Error(`--irq wants msix or msi, not '${v ?? ''}'`);
-        irq = v;
-      } else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
-      else positional.push(a);
+export const nvmeCommand: CliCommand = {
+  name: 'nvme',
+  summary: 'run the NVMe controller sample (one namespace backed by a file)',
+  usage: NVME_USAGE,
+  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
+  positionals: ['SOCKET'],
+  async run(args, io) {
+    const backing = stringOption(args, 'backing');
+    const sizeText = stringOption(args, 'size');
+    if (!backing) throw new UsageError('--backing FILE is required');
+    if (sizeText === undefined) throw new UsageError('--size SIZE is required');
+    let size: number;
+    try {
+      size = parseSize(sizeText);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
     }
-    if (!backing) throw new Error('--backing FILE is required');
-    if (size === undefined) throw new Error('--size SIZE is required');
-    if (positional.length !== 1) throw new Error('expected one SOCKET path');
-  } catch (e) {
-    process.stderr.write(`vfio-user nvme: ${(e as Error).message}\n\n${NVME_USAGE}`);
-    return 2;
-  }
-  const logger = consoleLogger(verbose ? 'debug' : 'warn', 'vfio-user nvme');
-  const dev = createNvmeDevice({ backing, size, irq, logger });
-  logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
-  try {
-    return await serveUntilDone(dev.ctx, positional[0]!, { exitOnDisconnect: false, dedicatedThread });
-  } finally {
-    dev.namespace.close();
-  }
-}
+    const irq = stringOption(args, 'irq') ?? 'msix';
+    if (irq !== 'msix' && irq !== 'msi') throw new UsageError(`--irq wants msix or msi, not '${irq}'`);
+    const { socketMode, owner } = socketSettings(args);
+    // Warnings (a guest driver misusing the controller) show even without -v.
+    const logger = consoleLogger(io.verbose ? 'debug' : 'warn', 'vfio-user nvme');
+    const dev = createNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode });
+    logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
+    try {
+      return await serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: false, dedicatedThread: args.values['dedicated-thread'] === true, owner });
+    } finally {
+      dev.namespace.close();
+    }
+  },
+};

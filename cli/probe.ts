@@ -9,7 +9,7 @@ import { DeviceInfoFlags, RegionIndex, RegionInfoFlags } from '../src/protocol/c
 import { errnoName } from '../src/protocol/errno.js';
 import type { VersionCapabilities } from '../src/protocol/version.js';
 import type { Logger } from '../src/util/logger.js';
-import { UsageError, type CliCommand, type CliIo } from './types.js';
+import type { CliArgs, CliCommand, CliIo } from './types.js';
 
 const IRQ_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'];
 /** Sanity caps on what a server may claim. */
@@ -248,18 +248,12 @@ export const probeCommand: CliCommand = {
   name: 'probe',
   summary: 'connect to a vfio-user server and describe its device',
   usage: USAGE,
-  async run(args: string[], io: CliIo): Promise<number> {
-    let json = false;
-    let socket: string | undefined;
-    for (const a of args) {
-      if (a === '--json') json = true;
-      else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
-      else if (socket === undefined) socket = a;
-      else throw new UsageError(`unexpected argument ${a}`);
-    }
-    if (socket === undefined) throw new UsageError('missing SOCKET');
+  options: { json: { type: 'boolean' } },
+  positionals: ['SOCKET'],
+  async run(args: CliArgs, io: CliIo): Promise<number> {
+    const socket = args.positionals[0]!;
     const result = await probe(socket, io.logger);
-    io.out(json ? `${JSON.stringify(probeJson(result), null, 2)}\n` : formatProbe(result));
+    io.out(args.values.json === true ? `${JSON.stringify(probeJson(result), null, 2)}\n` : formatProbe(result));
     return 0;
   },
 };

@@ -2,19 +2,17 @@
 // stop cleanly on SIGINT/SIGTERM (closing the client gracefully and removing
 // the socket file), optionally after the first client leaves.
 import type { DeviceContext } from '../src/server/context.js';
+import { applySocketOwner, type SocketOwner } from './socket-options.js';
+import type { CliOptions } from './types.js';
 
-/** The flag every serving command takes for the dedicated-thread mode. */
-export const DEDICATED_THREAD_FLAG = '--dedicated-thread';
+/** The option every serving command takes for the dedicated-thread mode. */
+export const DEDICATED_THREAD_OPTION = {
+  'dedicated-thread': { type: 'boolean' },
+} as const satisfies CliOptions;
 
-/** Usage line of that flag, shared by the serving commands' help. */
+/** Usage line of that option, shared by the serving commands' help. */
 export const DEDICATED_THREAD_USAGE =
-  '  --dedicated-thread  serve from this thread blocking in recvmsg (2 syscalls per request, like libvfio-user\'s vfu_run_ctx)';
-
-/** Removes --dedicated-thread from `args`; says whether it was there. */
-export function takeDedicatedThread(args: string[]): { args: string[]; dedicatedThread: boolean } {
-  const rest = args.filter((a) => a !== DEDICATED_THREAD_FLAG);
-  return { args: rest, dedicatedThread: rest.length !== args.length };
-}
+  '  --dedicated-thread         serve from this thread blocking in recvmsg (2 syscalls per request, like libvfio-user\'s vfu_run_ctx)';
 
 export interface ServeOptions {
   /** Serve in the dedicated-thread mode (ServerOptions.dedicatedThread). */
@@ -23,10 +21,18 @@ export interface ServeOptions {
   exitOnDisconnect: boolean;
   /** Exit code when stopping, computed at that time. */
   exitCode?: () => number;
+  /** Who the socket file is handed to once it exists (--socket-owner). */
+  owner?: SocketOwner | undefined;
 }
 
 export async function serveUntilDone(ctx: DeviceContext, path: string, opts: ServeOptions): Promise<number> {
   await ctx.listen(path, opts.dedicatedThread ? { dedicatedThread: true } : {});
+  try {
+    applySocketOwner(path, opts.owner);
+  } catch (e) {
+    await ctx.close();
+    throw e;
+  }
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (code: number): void => {

@@ -222,5 +222,8 @@ export const vmCommandEntry: CliCommand = {
   name: 'vm',
   summary: 'boot a throwaway Linux guest attached to vfio-user sockets',
   usage: VM_USAGE,
-  run: vmCommand,
+  positionals: ['SOCKET...'],
+  // QEMU arguments (--qemu-arg -smbios) start with '-': parseVmArgs reads them.
+  rawArguments: true,
+  run: (args, io) => vmCommand(args.positionals, io),
 };

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nvmeCommand, parseSize } from '../../cli/nvme.js';
+import { main } from '../../cli/main.js';
+import { parseSize } from '../../cli/nvme.js';
 
 test('nvme CLI: sizes and argument errors', async () => {
   assert.equal(parseSize('64M'), 64 << 20);
@@ -10,14 +11,18 @@ test('nvme CLI: sizes and argument errors', async () => {
   assert.equal(parseSize('2MiB'), 2 << 20);
   assert.throws(() => parseSize('100'), /multiple of 512/);
   assert.throws(() => parseSize('lots'), /bad size/);
-  const err = process.stderr.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    assert.equal(await nvmeCommand(['--size', '1M', 'sock']), 2, 'no backing file');
-    assert.equal(await nvmeCommand(['--backing', 'x']), 2, 'no size');
-    assert.equal(await nvmeCommand(['--backing', 'x', '--size', '1M']), 2, 'no socket');
-    assert.equal(await nvmeCommand(['--backing', 'x', '--size', '1M', '--bogus', 's']), 2, 'unknown option');
-  } finally {
-    process.stderr.write = err;
-  }
+  let err = '';
+  const io = { out: () => {}, err: (s: string) => void (err += s) };
+  const usage = async (argv: string[], why: RegExp): Promise<void> => {
+    err = '';
+    assert.equal(await main(['nvme', ...argv], io), 2, argv.join(' '));
+    assert.match(err, why);
+    assert.match(err, /usage: vfio-user nvme/);
+  };
+  await usage(['--size', '1M', 'sock'], /--backing FILE is required/);
+  await usage(['--backing', 'x', 'sock'], /--size SIZE is required/);
+  await usage(['--backing', 'x', '--size', '1M'], /missing SOCKET/);
+  await usage(['--backing', 'x', '--size', '1M', '--bogus', 's'], /unknown option --bogus/);
+  await usage(['--backing', 'x', '--size', '100', 's'], /multiple of 512/);
+  await usage(['s', '--backing'], /option --backing needs a value/);
 });

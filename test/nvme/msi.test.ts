@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { nvmeCommand } from '../../cli/nvme.js';
+import { main } from '../../cli/main.js';
 import { createNvmeDevice, NVME_MSI_VECTORS } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost } from '../../samples/nvme/host.js';
 import type { IrqEvent } from '../../src/client/irqs.js';
@@ -49,14 +49,9 @@ test('nvme --irq msi: MSI capability without MSI-X; completions on MSI vectors',
 });
 
 test('vfio-user nvme --irq: only msix or msi', async () => {
-  const err = process.stderr.write;
   let text = '';
-  process.stderr.write = ((s: string) => ((text += s), true)) as typeof process.stderr.write;
-  try {
-    assert.equal(await nvmeCommand(['--backing', 'x', '--size', '1M', '--irq', 'intx', 's']), 2);
-    assert.equal(await nvmeCommand(['--backing', 'x', '--size', '1M', '--irq']), 2);
-  } finally {
-    process.stderr.write = err;
-  }
+  const io = { out: () => {}, err: (s: string) => void (text += s) };
+  assert.equal(await main(['nvme', '--backing', 'x', '--size', '1M', '--irq', 'intx', 's'], io), 2);
+  assert.equal(await main(['nvme', '--backing', 'x', '--size', '1M', '--irq'], io), 2);
   assert.match(text, /--irq wants msix or msi, not 'intx'/);
 });
