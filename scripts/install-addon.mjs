@@ -57,10 +57,21 @@ function nodeGyp() {
   return ['node-gyp'];
 }
 
+/**
+ * The headers of the running node when it has them (<prefix>/include/node,
+ * as distributions and nodejs.org tarballs install them) and npm named none:
+ * otherwise node-gyp downloads them, which fails offline.
+ */
+function nodedirArgs() {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = join(dirname(process.execPath), '..');
+  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+}
+
 function build() {
   const [cmd, ...pre] = nodeGyp();
   say('building the native addon from source (node-gyp configure build; needs g++, make, python3)');
-  const r = spawnSync(cmd, [...pre, 'configure', 'build'], { cwd: root, stdio: 'inherit' });
+  const r = spawnSync(cmd, [...pre, 'configure', 'build', ...nodedirArgs()], { cwd: root, stdio: 'inherit' });
   if (r.error || r.status !== 0) {
     console.error(`vfio-user-ts: the addon build failed (${r.error?.message ?? `exit ${r.status}`}); install g++, make and python3, then run "npm rebuild vfio-user-ts"`);
     process.exit(1);

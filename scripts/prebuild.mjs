@@ -60,6 +60,17 @@ function nodeGyp() {
   return ['node-gyp'];
 }
 
+/**
+ * The headers of the running node when it has them (<prefix>/include/node,
+ * as distributions and nodejs.org tarballs install them) and npm named none:
+ * otherwise node-gyp downloads them, which fails offline.
+ */
+function nodedirArgs() {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = join(dirname(process.execPath), '..');
+  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+}
+
 function main() {
   if (process.argv.includes('--clean')) {
     rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
@@ -77,7 +88,7 @@ function main() {
     symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'));
     writeFileSync(join(work, 'package.json'), '{"name":"vfio-user-ts-prebuild","private":true}\n');
     const [cmd, ...pre] = nodeGyp();
-    const r = spawnSync(cmd, [...pre, 'rebuild', '--loglevel=error'], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] });
+    const r = spawnSync(cmd, [...pre, 'rebuild', '--loglevel=error', ...nodedirArgs()], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] });
     if (r.error || r.status !== 0) fail(`node-gyp failed (${r.error?.message ?? `exit ${r.status}`})`);
     const built = join(work, 'build', 'Release', 'vfio_user_native.node');
     const needs = glibcNeeded(built);
