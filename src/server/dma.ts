@@ -147,8 +147,14 @@ export class DmaController {
    */
   async read(iova: IovaLike, length: number, opts: DmaAccessOptions = {}): Promise<Uint8Array> {
     this.check(false);
+    const segs = this.segments(iova, length, false);
+    const one = segs.length === 1 ? segs[0]! : null;
+    if (one && (!one.region.mapped || opts.viaMessages) && length <= this.channel().maxXfer) {
+      // One DMA_READ carries it all: hand out the reply's bytes, uncopied.
+      return this.readOneMessage(one.region, one.offset, length);
+    }
     const out = new Uint8Array(length);
-    for (const s of this.segments(iova, length, false)) {
+    for (const s of segs) {
       const dst = out.subarray(s.at, s.at + s.length);
       if (s.region.mapped && !opts.viaMessages) s.region.copyOut(s.offset, dst);
       else await this.messageRead(s.region, s.offset, dst);
@@ -182,18 +188,24 @@ export class DmaController {
   }
 
   private async messageRead(region: DmaRegion, offset: number, dst: Uint8Array): Promise<void> {
-    const { endpoint, maxXfer } = this.channel();
+    const { maxXfer } = this.channel();
     for (let done = 0; done < dst.length; ) {
       const n = Math.min(maxXfer, dst.length - done);
-      const address = region.iova + BigInt(offset + done);
-      const reply = await this.request(endpoint, Command.DMA_READ, encodeDmaReadRequest({ address, count: BigInt(n) }));
-      const r = decodeDmaReadReply(reply);
-      if (r.address !== address || r.count !== BigInt(n) || r.data.length !== n) {
-        throw new DmaError(Errno.EPROTO, `DMA_READ reply for 0x${address.toString(16)} does not match the request`);
-      }
-      dst.set(r.data, done);
+      dst.set(await this.readOneMessage(region, offset + done, n), done);
       done += n;
     }
+  }
+
+  /** One DMA_READ of `n` bytes (at most max_data_xfer_size): a view of the reply's data. */
+  private async readOneMessage(region: DmaRegion, offset: number, n: number): Promise<Uint8Array> {
+    const { endpoint } = this.channel();
+    const address = region.iova + BigInt(offset);
+    const reply = await this.request(endpoint, Command.DMA_READ, encodeDmaReadRequest({ address, count: BigInt(n) }));
+    const r = decodeDmaReadReply(reply);
+    if (r.address !== address || r.count !== BigInt(n) || r.data.length !== n) {
+      throw new DmaError(Errno.EPROTO, `DMA_READ reply for 0x${address.toString(16)} does not match the request`);
+    }
+    return r.data;
   }
 
   private async messageWrite(region: DmaRegion, offset: number, src: Uint8Array): Promise<void> {
