@@ -26,25 +26,31 @@ export interface ServeOptions {
 }
 
 export async function serveUntilDone(ctx: DeviceContext, path: string, opts: ServeOptions): Promise<number> {
-  await ctx.listen(path, opts.dedicatedThread ? { dedicatedThread: true } : {});
+  // The signal handlers go in before the socket file appears: whoever waits
+  // for that file may signal us at once, and an unhandled SIGTERM would kill
+  // the process without closing the client or removing the file.
+  let stopping = false;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  const stop = (code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    void ctx.close().then(() => resolveDone(opts.exitCode ? Math.max(code, opts.exitCode()) : code));
+  };
+  const onSignal = (): void => stop(0);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
+    await ctx.listen(path, opts.dedicatedThread ? { dedicatedThread: true } : {});
     applySocketOwner(path, opts.owner);
   } catch (e) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await ctx.close();
     throw e;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (code: number): void => {
-      if (stopping) return;
-      stopping = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      void ctx.close().then(() => resolve(opts.exitCode ? Math.max(code, opts.exitCode()) : code));
-    };
-    const onSignal = (): void => stop(0);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    if (opts.exitOnDisconnect) ctx.on('disconnect', () => stop(0));
-  });
+  if (opts.exitOnDisconnect) ctx.on('disconnect', () => stop(0));
+  return done;
 }
