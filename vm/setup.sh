@@ -46,6 +46,7 @@ GUEST_MODULES='
     gpio-pci-idio-16        # ACCES PCI-IDIO-16 (samples/gpio-device.ts)
     nvme-keyring
     nvme                    # NVMe (samples/nvme)
+    uio_pci_generic         # any device, bound through driver_override (docs/writing-a-device.md)
 '
 
 T_START=$(date +%s.%N)
