@@ -1,5 +1,6 @@
 // vfio-user command numbers (reference §2.0). The `command` header field.
 
+/** vfio-user command numbers by name (VFIO_USER_<NAME>), the header's `command` field. */
 export const Command = {
   VERSION: 1,
   DMA_MAP: 2,
@@ -27,7 +28,9 @@ export const Command = {
   MIG_DATA_WRITE: 18,
 } as const;
 
+/** A command's name, e.g. `REGION_READ`. */
 export type CommandName = keyof typeof Command;
+/** A defined command number. */
 export type CommandNumber = (typeof Command)[CommandName];
 
 /** Command numbers that are reserved (obsolete) and must be refused. */
@@ -36,8 +39,9 @@ export const RESERVED_COMMANDS: ReadonlySet<number> = new Set([Command.DIRTY_PAG
 /** Commands the server sends to the client. */
 export const SERVER_TO_CLIENT_COMMANDS: ReadonlySet<number> = new Set([Command.DMA_READ, Command.DMA_WRITE]);
 
-/** Lowest and highest command number defined. */
+/** Lowest command number defined. */
 export const COMMAND_MIN = 1;
+/** Highest command number defined (MIG_DATA_WRITE). */
 export const COMMAND_MAX = 18;
 
 const names = new Map<number, CommandName>(

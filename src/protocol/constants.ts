@@ -2,6 +2,7 @@
 // §4; values from <linux/vfio.h>, <linux/kvm.h> and libvfio-user).
 
 // ---- Region indexes (VFIO_PCI_*_REGION_INDEX) ------------------------------
+/** Region indexes of a PCI device (VFIO_PCI_*_REGION_INDEX): BAR0-5, ROM, CONFIG, VGA. */
 export const RegionIndex = {
   BAR0: 0,
   BAR1: 1,
@@ -17,6 +18,7 @@ export const RegionIndex = {
 export const NUM_REGIONS = 9;
 
 // ---- IRQ indexes (VFIO_PCI_*_IRQ_INDEX) ------------------------------------
+/** Interrupt indexes of a PCI device (VFIO_PCI_*_IRQ_INDEX). */
 export const IrqIndex = {
   INTX: 0,
   MSI: 1,
@@ -30,6 +32,7 @@ export const IrqIndex = {
 export const NUM_IRQS = 5;
 
 // ---- DEVICE_GET_INFO flags (VFIO_DEVICE_FLAGS_*) -----------------------------
+/** GET_INFO reply flags (VFIO_DEVICE_FLAGS_*). */
 export const DeviceInfoFlags = {
   RESET: 0x1,
   PCI: 0x2,
@@ -38,12 +41,14 @@ export const DeviceInfoFlags = {
 } as const;
 
 // ---- DEVICE_GET_REGION_INFO flags (VFIO_REGION_INFO_FLAG_*) ------------------
+/** GET_REGION_INFO reply flags (VFIO_REGION_INFO_FLAG_*). */
 export const RegionInfoFlags = {
   READ: 0x1,
   WRITE: 0x2,
   MMAP: 0x4,
   CAPS: 0x8,
 } as const;
+/** Every GET_REGION_INFO flag defined; other bits are reserved. */
 export const REGION_INFO_FLAGS_MASK = 0xf;
 
 /** Region capability ids (VFIO_REGION_INFO_CAP_*). */
@@ -54,6 +59,7 @@ export const RegionCapId = {
 } as const;
 
 // ---- DEVICE_GET_IRQ_INFO flags (VFIO_IRQ_INFO_*) -----------------------------
+/** GET_IRQ_INFO reply flags (VFIO_IRQ_INFO_*). */
 export const IrqInfoFlags = {
   EVENTFD: 0x1,
   MASKABLE: 0x2,
@@ -62,6 +68,7 @@ export const IrqInfoFlags = {
 } as const;
 
 // ---- DEVICE_SET_IRQS flags (VFIO_IRQ_SET_*) ----------------------------------
+/** SET_IRQS flags (VFIO_IRQ_SET_*): one DATA_* type and one ACTION_*. */
 export const SetIrqsFlags = {
   DATA_NONE: 0x1,
   DATA_BOOL: 0x2,
@@ -70,11 +77,15 @@ export const SetIrqsFlags = {
   ACTION_UNMASK: 0x10,
   ACTION_TRIGGER: 0x20,
 } as const;
+/** The DATA_* bits of SET_IRQS flags (exactly one must be set). */
 export const SET_IRQS_DATA_TYPE_MASK = 0x07;
+/** The ACTION_* bits of SET_IRQS flags (exactly one must be set). */
 export const SET_IRQS_ACTION_TYPE_MASK = 0x38;
+/** Every SET_IRQS flag defined; other bits are reserved. */
 export const SET_IRQS_FLAGS_MASK = SET_IRQS_DATA_TYPE_MASK | SET_IRQS_ACTION_TYPE_MASK;
 
 // ---- DMA_MAP flags ----------------------------------------------------------
+/** DMA_MAP flags: access the device is given to the region. */
 export const DmaMapFlags = {
   READ: 0x1,
   WRITE: 0x2,
@@ -83,9 +94,11 @@ export const DmaMapFlags = {
   /** libvfio-user only (not in SPEC): access the fd with pread/pwrite. */
   FILE_IO: 0x8,
 } as const;
+/** Every DMA_MAP flag defined; other bits are reserved. */
 export const DMA_MAP_FLAGS_MASK = 0xf;
 
 // ---- DMA_UNMAP flags --------------------------------------------------------
+/** DMA_UNMAP flags. */
 export const DmaUnmapFlags = {
   /** Legacy, libvfio-user only: reply carries a dirty bitmap. */
   GET_DIRTY_BITMAP: 0x1,
@@ -98,6 +111,7 @@ export const DmaUnmapFlags = {
 export const DMA_UNMAP_FLAGS_MASK = 0x3;
 
 // ---- DEVICE_FEATURE ---------------------------------------------------------
+/** DEVICE_FEATURE flag word: the feature index (MASK) and the GET/SET/PROBE operation bits. */
 export const DeviceFeatureFlags = {
   /** Low 16 bits: the feature index. */
   MASK: 0xffff,
@@ -105,6 +119,7 @@ export const DeviceFeatureFlags = {
   SET: 0x20000,
   PROBE: 0x40000,
 } as const;
+/** Every DEVICE_FEATURE flag bit defined (feature index and operations). */
 export const DEVICE_FEATURE_FLAGS_KNOWN = 0x7ffff;
 
 /** Feature indexes (VFIO_DEVICE_FEATURE_*). */

@@ -9,8 +9,10 @@ import { bitmapByteSize } from './dirty-bitmap.js';
 import { isPowerOfTwo, rangeFits } from './ranges.js';
 import { checkBytes, copyBytes, need, u32, u64, viewOf, Writer } from './wire.js';
 
+/** Bytes of `u32 argsz, u32 flags` before a DEVICE_FEATURE's data. */
 export const DEVICE_FEATURE_HEADER_SIZE = 8;
 
+/** A DEVICE_FEATURE request or reply: argsz, flags (feature index and operation) and data. */
 export interface DeviceFeatureMessage {
   /** Request: largest reply accepted. Reply: reply length. Defaults to 8 + data.length. */
   argsz?: number;
@@ -26,9 +28,13 @@ export interface DecodedDeviceFeature extends Required<DeviceFeatureMessage> {
   probe: boolean;
 }
 
+/** The feature index (VFIO_DEVICE_FEATURE_*) in a flag word. */
 export const featureIndex = (flags: number): number => flags & DeviceFeatureFlags.MASK;
+/** True when the flag word asks for GET. */
 export const isFeatureGet = (flags: number): boolean => (flags & DeviceFeatureFlags.GET) !== 0;
+/** True when the flag word asks for SET. */
 export const isFeatureSet = (flags: number): boolean => (flags & DeviceFeatureFlags.SET) !== 0;
+/** True when the flag word is a PROBE. */
 export const isFeatureProbe = (flags: number): boolean => (flags & DeviceFeatureFlags.PROBE) !== 0;
 /** Flag word for `feature` with the given operation bits (GET/SET/PROBE). */
 export const featureFlags = (feature: number, ops: number): number => ((feature & DeviceFeatureFlags.MASK) | ops) >>> 0;
@@ -87,7 +93,9 @@ function decodeMsg(payload: Uint8Array, what: string): DecodedDeviceFeature {
   };
 }
 
+/** Encodes a DEVICE_FEATURE request payload. */
 export const encodeDeviceFeatureRequest = encodeMsg;
+/** Encodes a DEVICE_FEATURE reply payload (same layout as the request). */
 export const encodeDeviceFeatureReply = encodeMsg;
 
 /**
@@ -117,8 +125,10 @@ export function checkFeatureArgsz(argsz: number, replySize: number): void {
 
 // ---- MIGRATION (1): GET reply data `u64 flags` ----------------------------------
 
+/** Bytes of the MIGRATION feature's data (`u64 flags`). */
 export const MIGRATION_DATA_SIZE = 8;
 
+/** The MIGRATION feature's data: `u64` VFIO_MIGRATION_* flags. */
 export function encodeMigrationData(migrationFlags: bigint): Uint8Array {
   return new Writer(MIGRATION_DATA_SIZE).u64(0, 'migrationFlags', migrationFlags).buf;
 }
@@ -134,8 +144,10 @@ export function encodeMigrationGetReply(migrationFlags: bigint): Uint8Array {
 
 // ---- MIG_DEVICE_STATE (2): `u32 device_state, u32 data_fd` ------------------------
 
+/** Bytes of the MIG_DEVICE_STATE feature's data. */
 export const MIG_DEVICE_STATE_DATA_SIZE = 8;
 
+/** MIG_DEVICE_STATE data: the migration state and the (unused) data fd. */
 export interface MigDeviceState {
   /** DeviceState (0..7). */
   deviceState: number;
@@ -143,6 +155,7 @@ export interface MigDeviceState {
   dataFd: number;
 }
 
+/** Encodes MIG_DEVICE_STATE data (`u32 device_state, u32 data_fd`). */
 export function encodeMigDeviceState(s: MigDeviceState): Uint8Array {
   return new Writer(MIG_DEVICE_STATE_DATA_SIZE).u32(0, 'deviceState', s.deviceState).u32(4, 'dataFd', s.dataFd === -1 ? 0xffffffff : s.dataFd).buf;
 }
@@ -159,20 +172,25 @@ export function decodeMigDeviceState(data: Uint8Array): MigDeviceState {
 // ---- DMA_LOGGING_START (6) / STOP (7) ------------------------------------------------
 // `u64 page_size, u32 num_ranges, u32 reserved, {u64 iova, u64 length}[]`
 
+/** Bytes of DMA_LOGGING_START/STOP data before the ranges. */
 export const DMA_LOGGING_CONTROL_HEADER_SIZE = 16;
+/** Bytes per range of DMA_LOGGING_START data. */
 export const DMA_LOGGING_RANGE_SIZE = 16;
 
+/** An IOVA range dirty logging covers. */
 export interface DmaLoggingRange {
   iova: bigint;
   length: bigint;
 }
 
+/** DMA_LOGGING_START/STOP data: page size and ranges. */
 export interface DmaLoggingControl {
   pageSize: bigint;
   /** Empty = log everything. */
   ranges: DmaLoggingRange[];
 }
 
+/** Encodes DMA_LOGGING_START/STOP data. */
 export function encodeDmaLoggingControl(c: DmaLoggingControl): Uint8Array {
   const w = new Writer(DMA_LOGGING_CONTROL_HEADER_SIZE + DMA_LOGGING_RANGE_SIZE * c.ranges.length)
     .u64(0, 'pageSize', c.pageSize)
@@ -202,7 +220,9 @@ export function decodeDmaLoggingControl(data: Uint8Array): DmaLoggingControl {
   return { pageSize: u64(dv, 0), ranges };
 }
 
+/** Encodes DMA_LOGGING_START data (see encodeDmaLoggingControl). */
 export const encodeDmaLoggingStart = encodeDmaLoggingControl;
+/** Decodes DMA_LOGGING_START data (see decodeDmaLoggingControl). */
 export const decodeDmaLoggingStart = decodeDmaLoggingControl;
 
 /** START rules: page_size non-zero power of two; each range fits in u64 (EINVAL). */
@@ -213,18 +233,22 @@ export function validateDmaLoggingStart(c: DmaLoggingControl): void {
 
 // ---- DMA_LOGGING_REPORT (8): `u64 iova, u64 length, u64 page_size` [+ bitmap] -------
 
+/** Bytes of a DMA_LOGGING_REPORT request's data (before any bitmap). */
 export const DMA_LOGGING_REPORT_SIZE = 24;
 
+/** DMA_LOGGING_REPORT request data: the range and page size to report on. */
 export interface DmaLoggingReportRequest {
   iova: bigint;
   length: bigint;
   pageSize: bigint;
 }
 
+/** DMA_LOGGING_REPORT reply data: the request plus its dirty bitmap (one bit per page). */
 export interface DmaLoggingReport extends DmaLoggingReportRequest {
   bitmap: Uint8Array;
 }
 
+/** Encodes DMA_LOGGING_REPORT request data (24 bytes). */
 export function encodeDmaLoggingReportRequest(r: DmaLoggingReportRequest): Uint8Array {
   return new Writer(DMA_LOGGING_REPORT_SIZE).u64(0, 'iova', r.iova).u64(8, 'length', r.length).u64(16, 'pageSize', r.pageSize).buf;
 }

@@ -3,13 +3,16 @@
 import { einval } from './errors.js';
 import { need, u32, viewOf, Writer } from './wire.js';
 
+/** Bytes of a GET_INFO request and reply. */
 export const DEVICE_INFO_SIZE = 16;
 
+/** GET_INFO request: only `argsz`. */
 export interface DeviceInfoRequest {
   /** Largest reply the client accepts; ≥ 16. Defaults to 16. */
   argsz?: number;
 }
 
+/** GET_INFO reply: device flags and the number of regions and interrupt indexes. */
 export interface DeviceInfo {
   argsz: number;
   /** DeviceInfoFlags: RESET 0x1, PCI 0x2. */

@@ -40,16 +40,19 @@ function checkBit(bm: Uint8Array, i: number): void {
   if (!Number.isInteger(i) || i < 0 || i >= bm.length * 8) throw einval(`bit ${i} outside a ${bm.length}-byte bitmap`);
 }
 
+/** Sets bit `i` (page `i`) of a dirty bitmap. */
 export function bitmapSet(bm: Uint8Array, i: number): void {
   checkBit(bm, i);
   bm[i >>> 3]! |= 1 << (i & 7);
 }
 
+/** Clears bit `i` of a dirty bitmap. */
 export function bitmapClear(bm: Uint8Array, i: number): void {
   checkBit(bm, i);
   bm[i >>> 3]! &= ~(1 << (i & 7));
 }
 
+/** True when bit `i` of a dirty bitmap is set. */
 export function bitmapTest(bm: Uint8Array, i: number): boolean {
   checkBit(bm, i);
   return (bm[i >>> 3]! & (1 << (i & 7))) !== 0;

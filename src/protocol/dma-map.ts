@@ -3,12 +3,16 @@ import { einval } from './errors.js';
 import { DMA_MAP_FLAGS_MASK, DmaMapFlags, DmaUnmapFlags } from './constants.js';
 import { checkBytes, copyBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewOf, Writer } from './wire.js';
 
+/** Bytes of a DMA_MAP request. */
 export const DMA_MAP_REQUEST_SIZE = 32;
+/** Bytes of a DMA_UNMAP request without a bitmap. */
 export const DMA_UNMAP_REQUEST_SIZE = 24;
+/** Bytes of the bitmap header a migration v1 DMA_UNMAP carries (refused by servers). */
 export const DMA_UNMAP_BITMAP_HEADER_SIZE = 16;
 /** libvfio-user refuses an UNMAP argsz above this. */
 export const DMA_UNMAP_MAX_ARGSZ = DEFAULT_MAX_DATA_XFER_SIZE;
 
+/** DMA_MAP request: a range of guest memory (IOVA), its access, and its offset in the fd sent along (if any). */
 export interface DmaMapRequest {
   /** Defaults to 32 when encoding. */
   argsz?: number;
@@ -56,12 +60,14 @@ export function decodeDmaMapReply(payload: Uint8Array): void {
   if (payload.length !== 0) throw einval(`DMA_MAP reply has ${payload.length} unexpected bytes`);
 }
 
+/** The dirty-bitmap part of a migration v1 DMA_UNMAP (GET_DIRTY_BITMAP flag). */
 export interface DmaUnmapBitmapRequest {
   pgsize: bigint;
   /** Bitmap size in bytes. */
   size: bigint;
 }
 
+/** DMA_UNMAP request: the range to unmap, or every range with the ALL flag. */
 export interface DmaUnmapRequest {
   /** Maximum reply size the client accepts. Defaults to the minimum reply size. */
   argsz?: number;
@@ -72,6 +78,7 @@ export interface DmaUnmapRequest {
   bitmap?: DmaUnmapBitmapRequest;
 }
 
+/** DMA_UNMAP reply: the request echoed (with a bitmap for migration v1). */
 export interface DmaUnmapReply {
   argsz: number;
   flags: number;

@@ -7,17 +7,21 @@
 import { e2big, einval } from './errors.js';
 import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
+/** Bytes of `u64 addr, u64 count` before DMA_READ/DMA_WRITE data. */
 export const DMA_RW_HEADER_SIZE = 16;
 
+/** A DMA_READ/DMA_WRITE range: IOVA and byte count. */
 export interface DmaAccess {
   address: bigint;
   count: bigint;
 }
 
+/** A DMA_READ reply or DMA_WRITE request: the range and its bytes. */
 export interface DmaAccessWithData extends DmaAccess {
   data: Uint8Array;
 }
 
+/** Limits a DMA_READ/DMA_WRITE decoder enforces. */
 export interface DmaRwOptions {
   /** Largest count accepted (the receiver's max_data_xfer_size); default 1 MiB. Larger → E2BIG. */
   maxCount?: number;
@@ -51,6 +55,7 @@ function dataFollows(payload: Uint8Array, a: DmaAccess, what: string): DmaAccess
   return { ...a, data: viewBytes(payload, DMA_RW_HEADER_SIZE) };
 }
 
+/** Encodes a 16-byte DMA_READ request. */
 export function encodeDmaReadRequest(a: DmaAccess): Uint8Array {
   return header(DMA_RW_HEADER_SIZE, a).buf;
 }

@@ -1,5 +1,6 @@
 // Linux errno values used on the wire. vfio-user carries the host's errno in
 // the header's error field; every supported host is Linux, so these are fixed.
+/** Linux errno values by name, as carried in the header's `error` field. */
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
@@ -29,6 +30,7 @@ export const Errno = {
   ENOTTY: 25,
 } as const;
 
+/** A name in the Errno table, e.g. `EINVAL`. */
 export type ErrnoName = keyof typeof Errno;
 
 const byNumber = new Map<number, ErrnoName>(

@@ -38,4 +38,5 @@ export class RemoteError extends VfioUserError {
 
 /** Convenience constructors for the errnos decoders use most. */
 export const einval = (msg: string): ProtocolError => new ProtocolError(Errno.EINVAL, msg);
+/** A ProtocolError with E2BIG. */
 export const e2big = (msg: string): ProtocolError => new ProtocolError(Errno.E2BIG, msg);

@@ -15,11 +15,13 @@ export const CMD_X_VM_INTERRUPT = 0x7f01;
 /** VERSION capability a client sets to true to receive CMD_X_VM_INTERRUPT. */
 export const CAP_X_IRQ_MESSAGES = 'x_vm_interrupt';
 
+/** Payload of CMD_X_VM_INTERRUPT: which interrupt fired. */
 export interface VmInterrupt {
   index: number;
   vector: number;
 }
 
+/** Encodes a CMD_X_VM_INTERRUPT payload (`u32 index, u32 vector`). */
 export function encodeVmInterrupt(v: VmInterrupt): Uint8Array {
   const out = new Uint8Array(8);
   const dv = new DataView(out.buffer);
@@ -28,6 +30,7 @@ export function encodeVmInterrupt(v: VmInterrupt): Uint8Array {
   return out;
 }
 
+/** Decodes a CMD_X_VM_INTERRUPT payload (EINVAL unless 8 bytes). */
 export function decodeVmInterrupt(payload: Uint8Array): VmInterrupt {
   if (payload.length < 8) throw einval(`VM_INTERRUPT payload of ${payload.length} bytes`);
   const dv = new DataView(payload.buffer, payload.byteOffset, payload.length);

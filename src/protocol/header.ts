@@ -5,7 +5,9 @@ export const HEADER_SIZE = 16;
 
 /** Low four bits of `flags`: message type. */
 export const FLAG_TYPE_MASK = 0xf;
+/** Message type of a command. */
 export const TYPE_COMMAND = 0x0;
+/** Message type of a reply. */
 export const TYPE_REPLY = 0x1;
 /** The sender does not want a reply (posted writes). Errors are still reported by QEMU. */
 export const FLAG_NO_REPLY = 0x10;
@@ -14,6 +16,7 @@ export const FLAG_ERROR = 0x20;
 /** Every bit outside these is reserved and must be 0. */
 export const FLAGS_KNOWN = FLAG_TYPE_MASK | FLAG_NO_REPLY | FLAG_ERROR;
 
+/** The fields of the 16-byte message header. */
 export interface MessageHeader {
   /** Chosen by the sender of a command, echoed in its reply. Not unique. */
   msgId: number;
@@ -47,15 +50,20 @@ export function writeHeader(buf: Uint8Array, offset: number, h: MessageHeader): 
   dv.setUint32(12, h.error >>> 0, true);
 }
 
+/** A new 16-byte buffer holding header `h`. */
 export function encodeHeader(h: MessageHeader): Uint8Array {
   const out = new Uint8Array(HEADER_SIZE);
   writeHeader(out, 0, h);
   return out;
 }
 
+/** The message type (TYPE_COMMAND or TYPE_REPLY) in a flags word. */
 export const messageType = (flags: number): number => flags & FLAG_TYPE_MASK;
+/** True when the flags mark a reply. */
 export const isReply = (flags: number): boolean => (flags & FLAG_TYPE_MASK) === TYPE_REPLY;
+/** True when the flags mark a command. */
 export const isCommand = (flags: number): boolean => (flags & FLAG_TYPE_MASK) === TYPE_COMMAND;
+/** True unless the sender set NO_REPLY. */
 export const wantsReply = (flags: number): boolean => (flags & FLAG_NO_REPLY) === 0;
 
 /**

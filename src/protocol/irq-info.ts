@@ -4,14 +4,17 @@ import { einval } from './errors.js';
 import { NUM_IRQS } from './constants.js';
 import { need, u32, viewOf, Writer } from './wire.js';
 
+/** Bytes of a GET_IRQ_INFO request and reply. */
 export const IRQ_INFO_SIZE = 16;
 
+/** GET_IRQ_INFO request: the interrupt index asked about. */
 export interface IrqInfoRequest {
   /** Defaults to 16. */
   argsz?: number;
   index: number;
 }
 
+/** GET_IRQ_INFO reply: an interrupt index's flags and vector count. */
 export interface IrqInfo {
   argsz: number;
   /** IrqInfoFlags: EVENTFD 0x1, MASKABLE 0x2, AUTOMASKED 0x4, NORESIZE 0x8. */
@@ -20,6 +23,7 @@ export interface IrqInfo {
   count: number;
 }
 
+/** Encodes a 16-byte GET_IRQ_INFO request. */
 export function encodeIrqInfoRequest(r: IrqInfoRequest): Uint8Array {
   return new Writer(IRQ_INFO_SIZE).u32(0, 'argsz', r.argsz ?? IRQ_INFO_SIZE).u32(8, 'index', r.index).buf;
 }
@@ -38,6 +42,7 @@ export function decodeIrqInfoRequest(payload: Uint8Array, numIrqs: number = NUM_
   return { argsz, index };
 }
 
+/** Encodes a 16-byte GET_IRQ_INFO reply. */
 export function encodeIrqInfoReply(r: IrqInfo): Uint8Array {
   return new Writer(IRQ_INFO_SIZE)
     .u32(0, 'argsz', r.argsz)

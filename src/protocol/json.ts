@@ -4,11 +4,13 @@
 // and every failure is a ProtocolError(EINVAL).
 import { einval } from './errors.js';
 
+/** A JSON value as parseJson returns it (integers beyond 2^53 as bigint). */
 export type JsonValue = null | boolean | number | bigint | string | JsonValue[] | { [k: string]: JsonValue };
 
 /** Nesting limit; capabilities are two or three levels deep. */
 const MAX_DEPTH = 64;
 
+/** Parses JSON text, keeping large integers exact as bigint; throws ProtocolError(EINVAL) on bad input. */
 export function parseJson(text: string): JsonValue {
   let i = 0;
   const n = text.length;

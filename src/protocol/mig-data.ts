@@ -7,25 +7,30 @@
 import { e2big, einval } from './errors.js';
 import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
+/** Bytes of `u32 argsz, u32 size` before MIG_DATA_READ/WRITE data. */
 export const MIG_DATA_HEADER_SIZE = 8;
 
+/** MIG_DATA_READ request: how many bytes of device state the client wants. */
 export interface MigDataReadRequest {
   /** Defaults to 8 + size. */
   argsz?: number;
   size: number;
 }
 
+/** Limits a MIG_DATA decoder enforces. */
 export interface MigDataOptions {
   /** Largest size accepted (our max_data_xfer_size); default 1 MiB. Larger → E2BIG. */
   maxSize?: number;
 }
 
+/** A MIG_DATA_READ reply or MIG_DATA_WRITE request: `size` bytes of device state. */
 export interface MigData {
   argsz: number;
   size: number;
   data: Uint8Array;
 }
 
+/** Encodes an 8-byte MIG_DATA_READ request. */
 export function encodeMigDataReadRequest(r: MigDataReadRequest): Uint8Array {
   return new Writer(MIG_DATA_HEADER_SIZE).u32(0, 'argsz', r.argsz ?? MIG_DATA_HEADER_SIZE + r.size).u32(4, 'size', r.size).buf;
 }

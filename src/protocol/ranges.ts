@@ -10,9 +10,13 @@ export const U32_MAX = 0xffff_ffff;
 /** 2^16 - 1, the largest u16. */
 export const U16_MAX = 0xffff;
 
+/** True for a bigint in 0..2^64-1. */
 export const isU64 = (v: unknown): v is bigint => typeof v === 'bigint' && v >= 0n && v <= U64_MAX;
+/** True for an integer number in 0..2^32-1. */
 export const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U32_MAX;
+/** True for an integer number in 0..65535. */
 export const isU16 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U16_MAX;
+/** True for an integer number in 0..255. */
 export const isU8 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xff;
 
 /**

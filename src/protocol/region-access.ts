@@ -5,18 +5,22 @@
 import { e2big, einval } from './errors.js';
 import { checkBytes, DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewBytes, viewOf, Writer, type PayloadParts } from './wire.js';
 
+/** Bytes of `u64 offset, u32 region, u32 count` before REGION_READ/WRITE data. */
 export const REGION_ACCESS_HEADER_SIZE = 16;
 
+/** A REGION_READ/REGION_WRITE range: region index, offset and byte count. */
 export interface RegionAccess {
   offset: bigint;
   region: number;
   count: number;
 }
 
+/** A REGION_READ reply or REGION_WRITE request: the range and its bytes. */
 export interface RegionAccessWithData extends RegionAccess {
   data: Uint8Array;
 }
 
+/** Limits a REGION_READ/WRITE decoder enforces. */
 export interface RegionAccessOptions {
   /** Largest count accepted (our max_data_xfer_size); default 1 MiB. Larger → E2BIG. */
   maxCount?: number;

@@ -11,29 +11,35 @@ import { einval } from './errors.js';
 import { NUM_REGIONS, RegionCapId, RegionInfoFlags } from './constants.js';
 import { checkBytes, copyBytes, need, u16, u32, u64, viewOf, Writer } from './wire.js';
 
+/** Bytes of a GET_REGION_INFO request and of a reply before its capability chain. */
 export const REGION_INFO_SIZE = 32;
+/** Bytes of a region capability's header (`u16 id, u16 version, u32 next`). */
 export const CAP_HEADER_SIZE = 8;
 /** Caps a decoder follows at most before declaring a loop. */
 const MAX_CAPS = 256;
 
+/** GET_REGION_INFO request: the region asked about and the reply space the client allows. */
 export interface RegionInfoRequest {
   /** Largest reply the client accepts; ≥ 32. Defaults to 32. */
   argsz?: number;
   index: number;
 }
 
+/** An mmap-able window of a region (offset and size, relative to the region). */
 export interface SparseMmapArea {
   /** Relative to the region's `offset`. */
   offset: bigint;
   size: bigint;
 }
 
+/** The SPARSE_MMAP region capability: which parts of a region may be mmapped. */
 export interface SparseMmapCap {
   id: typeof RegionCapId.SPARSE_MMAP;
   version: number;
   areas: SparseMmapArea[];
 }
 
+/** The TYPE region capability: type and subtype of a device-specific region. */
 export interface TypeCap {
   id: typeof RegionCapId.TYPE;
   version: number;
@@ -48,11 +54,15 @@ export interface UnknownCap {
   data: Uint8Array;
 }
 
+/** A region capability in a GET_REGION_INFO reply. */
 export type RegionCap = SparseMmapCap | TypeCap | UnknownCap;
 
+/** True for a decoded SPARSE_MMAP capability. */
 export const isSparseMmapCap = (c: RegionCap): c is SparseMmapCap => c.id === RegionCapId.SPARSE_MMAP && 'areas' in c;
+/** True for a decoded TYPE capability. */
 export const isTypeCap = (c: RegionCap): c is TypeCap => c.id === RegionCapId.TYPE && 'subtype' in c;
 
+/** GET_REGION_INFO reply: flags, size, the offset to mmap at, and capabilities. */
 export interface RegionInfo {
   /** Reply: size needed for the full reply (may exceed the payload). */
   argsz: number;
@@ -67,6 +77,7 @@ export interface RegionInfo {
   caps: RegionCap[];
 }
 
+/** Encodes a 32-byte GET_REGION_INFO request. */
 export function encodeRegionInfoRequest(r: RegionInfoRequest): Uint8Array {
   return new Writer(REGION_INFO_SIZE).u32(0, 'argsz', r.argsz ?? REGION_INFO_SIZE).u32(8, 'index', r.index).buf;
 }
@@ -139,6 +150,7 @@ export function encodeRegionInfoReply(info: RegionInfo): Uint8Array {
     .bytes(REGION_INFO_SIZE, chain).buf;
 }
 
+/** A region as a server describes it, from which buildRegionInfoReply builds the reply. */
 export interface RegionDescription {
   index: number;
   /** READ/WRITE (and MMAP when mappable; buildRegionInfoReply adds MMAP when `hasFd`). */

@@ -15,26 +15,34 @@
 import { einval } from './errors.js';
 import { DEFAULT_MAX_DATA_XFER_SIZE, need, u32, u64, viewOf, Writer } from './wire.js';
 
+/** Bytes of a GET_REGION_IO_FDS request and of a reply before its entries. */
 export const REGION_IO_FDS_HEADER_SIZE = 16;
+/** Bytes per io-fd entry in the spec's layout. */
 export const IO_FD_ENTRY_SIZE_SPEC = 40;
+/** Bytes per io-fd entry in libvfio-user's layout (with shadow offset). */
 export const IO_FD_ENTRY_SIZE_LVU = 48;
 /** libvfio-user refuses an argsz above 1 MiB. */
 export const REGION_IO_FDS_MAX_ARGSZ = DEFAULT_MAX_DATA_XFER_SIZE;
 
+/** Which io-fd entry layout to use: the spec's or libvfio-user's. */
 export type IoFdLayout = 'spec' | 'lvu';
+/** Chooses the io-fd entry layout of an encoder or decoder. */
 export interface IoFdLayoutOptions {
   layout?: IoFdLayout;
 }
 
+/** Bytes per io-fd entry in a layout. */
 export const ioFdEntrySize = (layout: IoFdLayout = 'spec'): number =>
   layout === 'lvu' ? IO_FD_ENTRY_SIZE_LVU : IO_FD_ENTRY_SIZE_SPEC;
 
+/** GET_REGION_IO_FDS request: the region and the reply space the client allows. */
 export interface RegionIoFdsRequest {
   /** Largest reply accepted. Defaults to 16. */
   argsz?: number;
   index: number;
 }
 
+/** One ioeventfd (or ioregionfd) of a region: where it triggers and which fd it is. */
 export interface IoFdEntry {
   /** Offset in the region (gpa_offset in LVU). */
   offset: bigint;
@@ -54,6 +62,7 @@ export interface IoFdEntry {
   shadowOffset?: bigint;
 }
 
+/** GET_REGION_IO_FDS reply: the region's io-fd entries (their fds travel with the message). */
 export interface RegionIoFdsReply {
   argsz: number;
   flags: number;
@@ -63,6 +72,7 @@ export interface RegionIoFdsReply {
   entries: IoFdEntry[];
 }
 
+/** Encodes a 16-byte GET_REGION_IO_FDS request. */
 export function encodeRegionIoFdsRequest(r: RegionIoFdsRequest): Uint8Array {
   return new Writer(REGION_IO_FDS_HEADER_SIZE).u32(0, 'argsz', r.argsz ?? REGION_IO_FDS_HEADER_SIZE).u32(8, 'index', r.index).buf;
 }

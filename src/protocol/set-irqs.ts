@@ -14,8 +14,10 @@ import {
 import { U32_MAX } from './ranges.js';
 import { checkBytes, copyBytes, need, u32, viewOf, Writer } from './wire.js';
 
+/** Bytes of a SET_IRQS request before its data. */
 export const SET_IRQS_HEADER_SIZE = 20;
 
+/** SET_IRQS request: index, vectors `start..start+count-1`, flags, and BOOL data (eventfds travel as fds). */
 export interface SetIrqsRequest {
   /** Size of the request payload including data. Defaults to 20 + data.length. */
   argsz?: number;
@@ -27,6 +29,7 @@ export interface SetIrqsRequest {
   data?: Uint8Array;
 }
 
+/** Encodes a SET_IRQS request. */
 export function encodeSetIrqsRequest(r: SetIrqsRequest): Uint8Array {
   const data = r.data ? checkBytes('data', r.data) : new Uint8Array(0);
   return new Writer(SET_IRQS_HEADER_SIZE + data.length)
@@ -61,6 +64,7 @@ export function decodeSetIrqsRequest(payload: Uint8Array): Required<SetIrqsReque
 export function encodeSetIrqsReply(): Uint8Array {
   return new Uint8Array(0);
 }
+/** Checks a SET_IRQS reply is empty (else EINVAL). */
 export function decodeSetIrqsReply(payload: Uint8Array): void {
   need(payload, 0, 'DEVICE_SET_IRQS reply');
   if (payload.length !== 0) throw einval(`DEVICE_SET_IRQS reply has ${payload.length} unexpected bytes`);
@@ -115,6 +119,7 @@ export function validateSetIrqs(req: SetIrqsRequest, irqCounts?: readonly number
   }
 }
 
+/** What a SET_IRQS request does, as classifySetIrqs names it. */
 export type SetIrqsOperation =
   | 'disable-all'
   | 'assign-eventfds'

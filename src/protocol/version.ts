@@ -12,6 +12,7 @@ export const VERSION_MAJOR = 0;
 /** Highest minor libvfio-user speaks; a server replies min(clientMinor, this). */
 export const VERSION_MINOR_MAX = 2;
 
+/** VERSION request or reply: major, minor and the capabilities JSON. */
 export interface VersionMessage {
   major: number;
   minor: number;
@@ -19,11 +20,13 @@ export interface VersionMessage {
   json?: string | undefined;
 }
 
+/** The `twin_socket` VERSION capability. */
 export interface TwinSocketCapability {
   supported: boolean;
   fdIndex?: number;
 }
 
+/** The `migration` VERSION capability: dirty page size and largest bitmap. */
 export interface MigrationCapability {
   pgsize: number;
   maxBitmapSize?: number;
@@ -52,6 +55,7 @@ export interface VersionCapabilities {
 /** Input to encodeCapabilities: only the keys given are written. */
 export type CapabilitiesInput = Partial<Omit<VersionCapabilities, 'present'>>;
 
+/** The spec's values for capabilities a peer leaves out. */
 export const CAPABILITY_DEFAULTS = {
   maxMsgFds: 1,
   maxDataXferSize: 1048576,
@@ -106,9 +110,13 @@ export function decodeVersion(payload: Uint8Array): VersionMessage {
   return { major, minor, json };
 }
 
+/** Encodes a VERSION request (see encodeVersion). */
 export const encodeVersionRequest = encodeVersion;
+/** Encodes a VERSION reply (see encodeVersion). */
 export const encodeVersionReply = encodeVersion;
+/** Decodes a VERSION request (see decodeVersion). */
 export const decodeVersionRequest = decodeVersion;
+/** Decodes a VERSION reply (see decodeVersion). */
 export const decodeVersionReply = decodeVersion;
 
 // ---- capabilities -------------------------------------------------------------

@@ -6,14 +6,18 @@
 import { e2big, einval } from './errors.js';
 import { checkBytes, copyBytes, need, u32, u64, viewOf, Writer } from './wire.js';
 
+/** Bytes of a REGION_WRITE_MULTI request before its entries. */
 export const WRITE_MULTI_HEADER_SIZE = 8;
+/** Bytes per REGION_WRITE_MULTI entry. */
 export const WRITE_MULTI_ENTRY_SIZE = 24;
+/** Most data bytes one REGION_WRITE_MULTI entry carries. */
 export const WRITE_MULTI_MAX_DATA = 8;
 /** QEMU packs at most this many entries. */
 export const WRITE_MULTI_QEMU_MAX_ENTRIES = 200;
 /** Entries a decoder accepts by default (1 MiB of entries). */
 export const WRITE_MULTI_DEFAULT_MAX_ENTRIES = Math.floor((1 << 20) / WRITE_MULTI_ENTRY_SIZE);
 
+/** One posted write of a REGION_WRITE_MULTI request. */
 export interface WriteMultiEntry {
   offset: bigint;
   region: number;
@@ -22,10 +26,12 @@ export interface WriteMultiEntry {
   data: Uint8Array;
 }
 
+/** REGION_WRITE_MULTI request: posted writes to apply in order. */
 export interface WriteMultiRequest {
   entries: WriteMultiEntry[];
 }
 
+/** Encodes a REGION_WRITE_MULTI request. */
 export function encodeWriteMultiRequest(r: WriteMultiRequest): Uint8Array {
   const w = new Writer(WRITE_MULTI_HEADER_SIZE + WRITE_MULTI_ENTRY_SIZE * r.entries.length);
   w.u64(0, 'wr_cnt', BigInt(r.entries.length));
@@ -61,11 +67,13 @@ export function decodeWriteMultiRequest(payload: Uint8Array, maxEntries = WRITE_
   return { entries };
 }
 
+/** REGION_WRITE_MULTI reply: how many writes were applied. */
 export interface WriteMultiReply {
   /** Writes completed. */
   wrCnt: bigint;
 }
 
+/** Encodes an 8-byte REGION_WRITE_MULTI reply. */
 export function encodeWriteMultiReply(r: WriteMultiReply): Uint8Array {
   return new Writer(8).u64(0, 'wrCnt', r.wrCnt).buf;
 }
