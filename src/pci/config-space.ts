@@ -246,24 +246,31 @@ export class PciConfigSpace {
 
   // ---- state getters ------------------------------------------------------
 
+  /** The Command register. */
   get command(): number {
     return this.get16(C.PCI_COMMAND);
   }
+  /** The Status register. */
   get status(): number {
     return this.get16(C.PCI_STATUS);
   }
+  /** Command: Bus Master Enable is set (the device may DMA and signal MSI/MSI-X). */
   get busMasterEnabled(): boolean {
     return (this.command & C.PCI_COMMAND_MASTER) !== 0;
   }
+  /** Command: Memory Space Enable is set. */
   get memoryEnabled(): boolean {
     return (this.command & C.PCI_COMMAND_MEMORY) !== 0;
   }
+  /** Command: I/O Space Enable is set. */
   get ioEnabled(): boolean {
     return (this.command & C.PCI_COMMAND_IO) !== 0;
   }
+  /** Command: Interrupt Disable is set (INTx must not be signalled). */
   get intxDisabled(): boolean {
     return (this.command & C.PCI_COMMAND_INTX_DISABLE) !== 0;
   }
+  /** The Interrupt Line register (what firmware wrote there). */
   get interruptLine(): number {
     return this.bytes[C.PCI_INTERRUPT_LINE]!;
   }
@@ -310,15 +317,18 @@ export class PciConfigSpace {
     return this.bars[index]!.kind === 'io' ? raw & ~3n : raw & ~15n;
   }
 
+  /** The expansion ROM exists and its decode is enabled. */
   get romEnabled(): boolean {
     return this.romSize !== 0 && (this.get32(C.PCI_ROM_ADDRESS) & C.PCI_ROM_ENABLE) !== 0;
   }
 
+  /** PMCSR PowerState (0 = D0 ... 3 = D3hot), or undefined without a PM capability. */
   get powerState(): number | undefined {
     const o = this.findCapability(C.PCI_CAP_ID_PM);
     return o === undefined ? undefined : this.get16(o + C.PCI_PM_CTRL) & C.PCI_PM_CTRL_STATE_MASK;
   }
 
+  /** The MSI capability's state, or undefined without one. */
   msiState(): MsiState | undefined {
     const o = this.findCapability(C.PCI_CAP_ID_MSI);
     if (o === undefined) return undefined;
@@ -356,6 +366,7 @@ export class PciConfigSpace {
     this.set32(off, (pending ? st.pendingBits | bit : st.pendingBits & ~bit) >>> 0);
   }
 
+  /** MSI-X Enable and Function Mask, or undefined without an MSI-X capability. */
   msixControl(): MsixControl | undefined {
     const o = this.findCapability(C.PCI_CAP_ID_MSIX);
     if (o === undefined) return undefined;
@@ -365,6 +376,7 @@ export class PciConfigSpace {
 
   // ---- capabilities ---------------------------------------------------------
 
+  /** Offset of the first standard capability with `id`, in list order. */
   findCapability(id: number): number | undefined {
     return this.caps.find((c) => c.id === id)?.offset;
   }
@@ -374,10 +386,12 @@ export class PciConfigSpace {
     return this.caps.find((c) => c.id === id && c.offset > after)?.offset;
   }
 
+  /** Offset of the first extended capability with `id`, in list order. */
   findExtendedCapability(id: number): number | undefined {
     return this.extCaps.find((c) => c.id === id)?.offset;
   }
 
+  /** The next extended capability with `id` after the one at offset `after`, in list order. */
   findNextExtendedCapability(id: number, after: number): number | undefined {
     return this.extCaps.find((c) => c.id === id && c.offset > after)?.offset;
   }

@@ -1,6 +1,7 @@
 // The shapes decodeConfigSpace() returns: the header, BARs and every
 // capability it understands, as plain data.
 
+/** A BAR as decodeConfigSpace reads it. */
 export interface DecodedBar {
   index: number;
   raw: number;
@@ -13,6 +14,7 @@ export interface DecodedBar {
   size?: bigint;
 }
 
+/** The expansion ROM BAR as decodeConfigSpace reads it. */
 export interface DecodedRom {
   raw: number;
   address: number;
@@ -20,6 +22,7 @@ export interface DecodedRom {
   size?: number;
 }
 
+/** A decoded PCI Power Management capability. */
 export interface DecodedPm {
   kind: 'pm';
   offset: number;
@@ -40,6 +43,7 @@ export interface DecodedPm {
   pmeStatus: boolean;
 }
 
+/** A decoded MSI capability. */
 export interface DecodedMsi {
   kind: 'msi';
   offset: number;
@@ -57,6 +61,7 @@ export interface DecodedMsi {
   pendingBits?: number;
 }
 
+/** A decoded MSI-X capability: table size and where table and PBA live. */
 export interface DecodedMsix {
   kind: 'msix';
   offset: number;
@@ -71,6 +76,7 @@ export interface DecodedMsix {
   pbaOffset: number;
 }
 
+/** A decoded PCI Express capability. */
 export interface DecodedPcie {
   kind: 'pcie';
   offset: number;
@@ -111,6 +117,7 @@ export interface DecodedPcie {
   linkCtl2: number;
 }
 
+/** A decoded vendor-specific capability (its bytes after the header). */
 export interface DecodedVendorCap {
   kind: 'vendor';
   offset: number;
@@ -120,6 +127,7 @@ export interface DecodedVendorCap {
   data: Uint8Array;
 }
 
+/** A capability the decoder does not know; `name` is lspci's when it has one. */
 export interface DecodedUnknownCap {
   kind: 'unknown';
   offset: number;
@@ -128,11 +136,13 @@ export interface DecodedUnknownCap {
   name?: string;
 }
 
+/** A decoded standard capability (`kind` tells which). */
 export type DecodedCapability = (DecodedPm | DecodedMsi | DecodedMsix | DecodedPcie | DecodedVendorCap | DecodedUnknownCap) & {
   /** The capability's bytes run past the end of the (standard) config space. */
   truncated?: boolean;
 };
 
+/** A decoded Device Serial Number extended capability. */
 export interface DecodedDsn {
   kind: 'dsn';
   offset: number;
@@ -142,6 +152,7 @@ export interface DecodedDsn {
   serial: bigint;
 }
 
+/** A decoded vendor-specific extended capability (VSEC). */
 export interface DecodedVendorExtCap {
   kind: 'vendor';
   offset: number;
@@ -154,6 +165,7 @@ export interface DecodedVendorExtCap {
   data: Uint8Array;
 }
 
+/** An extended capability the decoder does not know. */
 export interface DecodedUnknownExtCap {
   kind: 'unknown';
   offset: number;
@@ -163,8 +175,10 @@ export interface DecodedUnknownExtCap {
   name?: string;
 }
 
+/** A decoded extended capability (`kind` tells which). */
 export type DecodedExtendedCapability = (DecodedDsn | DecodedVendorExtCap | DecodedUnknownExtCap) & { truncated?: boolean };
 
+/** Config space decoded field by field, as decodeConfigSpace returns it (`vfio-user probe` prints it). */
 export interface DecodedConfigSpace {
   /** Bytes given. */
   size: number;
@@ -195,6 +209,7 @@ export interface DecodedConfigSpace {
   warnings: string[];
 }
 
+/** What decodeConfigSpace cannot read from config space itself: the BAR and ROM sizes. */
 export interface DecodeOptions {
   /** Region sizes (e.g. from DEVICE_GET_REGION_INFO): BAR0..5; 0/undefined = unimplemented. */
   barSizes?: (number | bigint | undefined)[];

@@ -9,14 +9,17 @@ import { Errno } from '../protocol/errno.js';
 import { PCI_MSIX_ENTRY_CTRL_MASKBIT, PCI_MSIX_ENTRY_SIZE } from './constants.js';
 import type { MsixControl } from './types.js';
 
+/** What fire() did: sent the message, held it as a pending bit (masked), or nothing (MSI-X disabled). */
 export type MsixFireResult = 'delivered' | 'pending' | 'disabled';
 
+/** One MSI-X table entry as the guest programmed it. */
 export interface MsixEntry {
   address: bigint;
   data: number;
   masked: boolean;
 }
 
+/** How to build an MsixTable. */
 export interface MsixTableOptions {
   /** Number of vectors, 1..2048. */
   size: number;
@@ -24,12 +27,14 @@ export interface MsixTableOptions {
   deliver?: (vector: number, entry: MsixEntry) => void;
 }
 
+/** An MSI-X vector table and Pending Bit Array with PCI's masking rules; DeviceContext serves one inside the BAR the MSI-X capability names. */
 export class MsixTable {
   readonly size: number;
   /** Bytes of the table: `size * 16`. */
   readonly tableBytes: number;
   /** Bytes of the PBA: whole qwords. */
   readonly pbaBytes: number;
+  /** Sends a vector's message; set by the owner (DeviceContext signals the vector's eventfd). */
   deliver: ((vector: number, entry: MsixEntry) => void) | undefined;
 
   private readonly table: Uint8Array;
@@ -65,10 +70,12 @@ export class MsixTable {
     this.flushPending();
   }
 
+  /** The Enable and Function Mask bits last set from config space. */
   control(): MsixControl {
     return { enabled: this.enabled, functionMask: this.functionMask };
   }
 
+  /** Entry `vector` of the table, decoded. */
   entry(vector: number): MsixEntry {
     this.checkVector(vector);
     const dv = new DataView(this.table.buffer, vector * PCI_MSIX_ENTRY_SIZE, PCI_MSIX_ENTRY_SIZE);
@@ -79,6 +86,7 @@ export class MsixTable {
     };
   }
 
+  /** True while `vector` has a message held in the PBA. */
   isPending(vector: number): boolean {
     this.checkVector(vector);
     return (this.pba[vector >> 3]! & (1 << (vector & 7))) !== 0;

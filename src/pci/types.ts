@@ -1,14 +1,17 @@
 // Public shapes of a PCI device description and of the state the config-space
 // model reports to its owner.
 
+/** A PCI class code: base class, sub-class and programming interface. */
 export interface ClassCode {
   base: number;
   sub: number;
   progIf: number;
 }
 
+/** A BAR's type: I/O, 32-bit memory or 64-bit memory. */
 export type BarKind = 'io' | 'mem32' | 'mem64';
 
+/** A BAR of a PciDeviceDescription. */
 export interface BarDescription {
   /** Power of two; at least 16 for memory BARs, at least 4 for I/O BARs. */
   size: number | bigint;
@@ -17,6 +20,7 @@ export interface BarDescription {
   prefetchable?: boolean;
 }
 
+/** The expansion ROM of a PciDeviceDescription. */
 export interface RomDescription {
   /** 0 (no ROM) or a power of two of at least 2 KiB. */
   size: number;
@@ -92,6 +96,7 @@ export interface VendorCapabilityDescription extends CapabilityCommon {
   writable?: boolean | Uint8Array;
 }
 
+/** A standard capability to place in config space (`type` tells which). */
 export type CapabilityDescription =
   | PmCapabilityDescription
   | MsiCapabilityDescription
@@ -99,6 +104,7 @@ export type CapabilityDescription =
   | PcieCapabilityDescription
   | VendorCapabilityDescription;
 
+/** Fields every extended capability description may carry. */
 export interface ExtendedCapabilityCommon {
   /** Explicit offset (≥ 0x100, dword aligned). Omitted: placed automatically. */
   offset?: number;
@@ -106,11 +112,13 @@ export interface ExtendedCapabilityCommon {
   callback?: boolean;
 }
 
+/** A Device Serial Number extended capability. */
 export interface DsnCapabilityDescription extends ExtendedCapabilityCommon {
   type: 'dsn';
   serial: bigint;
 }
 
+/** A vendor-specific extended capability (VSEC). */
 export interface VendorExtendedCapabilityDescription extends ExtendedCapabilityCommon {
   type: 'vendor';
   vsecId: number;
@@ -120,10 +128,12 @@ export interface VendorExtendedCapabilityDescription extends ExtendedCapabilityC
   writable?: boolean | Uint8Array;
 }
 
+/** An extended capability to place in PCIe config space (`type` tells which). */
 export type ExtendedCapabilityDescription =
   | DsnCapabilityDescription
   | VendorExtendedCapabilityDescription;
 
+/** What PciConfigSpace builds config space from (DeviceContext derives it from a DeviceDescription). */
 export interface PciDeviceDescription {
   vendorId: number;
   deviceId: number;
@@ -155,6 +165,7 @@ export interface CapabilityInfo {
   callback: boolean;
 }
 
+/** The MSI capability's state as the guest programmed it. */
 export interface MsiState {
   enabled: boolean;
   address: bigint;
@@ -172,17 +183,21 @@ export interface MsiState {
   pendingBits: number;
 }
 
+/** The MSI-X capability's Message Control bits. */
 export interface MsixControl {
   enabled: boolean;
   functionMask: boolean;
 }
 
+/** Called by PciConfigSpace when a guest write changes something the device may care about. */
 export interface PciConfigHooks {
   /** Command register changed (after the write). */
   onCommandChange?: (oldValue: number, newValue: number) => void;
   /** The guest initiated a Function Level Reset; config space is already reset. */
   onFlr?: () => void;
+  /** The MSI capability changed (enable, address, data, masks). */
   onMsiChange?: (state: MsiState) => void;
+  /** MSI-X Enable or Function Mask changed. */
   onMsixControlChange?: (control: MsixControl) => void;
   /**
    * A BAR register changed. `index` is 0..5 (a 64-bit BAR reports at its even
