@@ -68,7 +68,7 @@ export class VfioUserClient extends ClientSession {
     return VfioUserClient.over(transport, opts);
   }
 
-  /** Negotiates over a transport (an in-memory pair in tests, or a socket you connected). */
+  /** Negotiates over a transport (an in-memory pair in tests, or a socket you connected). @internal */
   static async over(transport: Transport, opts: ClientOptions = {}): Promise<VfioUserClient> {
     const c = new VfioUserClient(transport, opts);
     try {
@@ -82,6 +82,7 @@ export class VfioUserClient extends ClientSession {
 
   // ---- device info, regions, IRQs ---------------------------------------------------
 
+  /** GET_INFO: device flags and the numbers of regions and interrupt indexes. */
   async getDeviceInfo(): Promise<DeviceInfo> {
     const m = await this.request(Command.DEVICE_GET_INFO, encodeDeviceInfoRequest());
     return this.decode(Command.DEVICE_GET_INFO, () => decodeDeviceInfoReply(m.payload));
@@ -145,6 +146,7 @@ export class VfioUserClient extends ClientSession {
     throw badReply(Command.DEVICE_GET_REGION_IO_FDS, new Error('argsz kept growing'));
   }
 
+  /** GET_IRQ_INFO for an interrupt type (or index): its flags and vector count. */
   async getIrqInfo(index: IrqTypeLike): Promise<IrqInfo> {
     const m = await this.request(Command.DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest({ index: irqIndexOf(index) }));
     return this.decode(Command.DEVICE_GET_IRQ_INFO, () => decodeIrqInfoReply(m.payload));
@@ -192,10 +194,12 @@ export class VfioUserClient extends ClientSession {
     }
   }
 
+  /** SET_IRQS MASK of `count` vectors from `vector`: the server holds their interrupts as pending. */
   async maskIrq(type: IrqTypeLike, vector = 0, count = 1): Promise<void> {
     await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_MASK, index: irqIndexOf(type), start: vector, count });
   }
 
+  /** SET_IRQS UNMASK of `count` vectors from `vector`: pending interrupts are delivered now. */
   async unmaskIrq(type: IrqTypeLike, vector = 0, count = 1): Promise<void> {
     await this.setIrqs({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_UNMASK, index: irqIndexOf(type), start: vector, count });
   }
@@ -406,6 +410,7 @@ export class VfioUserClient extends ClientSession {
 
   // ---- reset, features, migration -----------------------------------------------------------
 
+  /** DEVICE_RESET (waits up to `resetTimeoutMs`, 30 s by default). */
   async reset(): Promise<void> {
     const m = await this.request(Command.DEVICE_RESET, undefined, { timeoutMs: this.opts.resetTimeoutMs });
     this.decode(Command.DEVICE_RESET, () => decodeEmptyPayload(m.payload, 'DEVICE_RESET reply'));
@@ -458,6 +463,7 @@ export class VfioUserClient extends ClientSession {
     await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_START, DeviceFeatureFlags.SET), encodeDmaLoggingControl({ pageSize: toBig(pageSize), ranges }));
   }
 
+  /** DMA_LOGGING_STOP: the server stops tracking dirty guest pages. */
   async stopDirtyLogging(): Promise<void> {
     await this.deviceFeature(featureFlags(DeviceFeature.DMA_LOGGING_STOP, DeviceFeatureFlags.SET));
   }

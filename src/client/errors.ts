@@ -24,6 +24,7 @@ export const ClientErrorCode = {
   IRQ_TIMEOUT: 'ERR_VFIO_USER_IRQ_TIMEOUT',
 } as const;
 
+/** A ClientError code. */
 export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
 /** A local client-side failure with a stable `code` (see ClientErrorCode). */

@@ -4,6 +4,7 @@ import { allocBitmap, bitmapConvert, bitmapMarkRange } from '../protocol/dirty-b
 /** Page size the client tracks its own (message-DMA) dirty pages at. */
 export const CLIENT_DIRTY_PAGE_SIZE = 4096;
 
+/** How to create GuestMemory (see VfioUserClient.createGuestMemory). */
 export interface GuestMemoryOptions {
   /** Where the server sees it. */
   iova: bigint | number;
@@ -111,6 +112,7 @@ export class GuestMemory {
     }
   }
 
+  /** True once free() released the memory. */
   get freed(): boolean {
     return this.buffer === null;
   }

@@ -2,6 +2,7 @@ import { native, type PollerHandle } from '../native/binding.js';
 import { IrqIndex } from '../protocol/constants.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 
+/** An interrupt type by name. */
 export type IrqTypeName = 'intx' | 'msi' | 'msix' | 'err' | 'req';
 /** An interrupt type by name or by VFIO index (0 INTx .. 4 REQ). */
 export type IrqTypeLike = IrqTypeName | number;
@@ -9,6 +10,7 @@ export type IrqTypeLike = IrqTypeName | number;
 const NAMES: IrqTypeName[] = ['intx', 'msi', 'msix', 'err', 'req'];
 const BY_NAME: Record<IrqTypeName, number> = { intx: IrqIndex.INTX, msi: IrqIndex.MSI, msix: IrqIndex.MSIX, err: IrqIndex.ERR, req: IrqIndex.REQ };
 
+/** The VFIO interrupt index of a type name (an index passes through); a ClientError (INVALID_ARG) for anything else. */
 export function irqIndexOf(t: IrqTypeLike): number {
   if (typeof t === 'number') {
     if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) throw new ClientError(ClientErrorCode.INVALID_ARG, `bad IRQ index ${t}`);
@@ -19,6 +21,7 @@ export function irqIndexOf(t: IrqTypeLike): number {
   return i;
 }
 
+/** The type name of an interrupt index, or `irq<N>` for one without a name. */
 export function irqTypeName(index: number): string {
   return NAMES[index] ?? `irq${index}`;
 }

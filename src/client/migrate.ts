@@ -9,8 +9,10 @@ const STOP_COPY = 3;
 const RESUMING = 4;
 const PRE_COPY = 6;
 
+/** Where migrate() is: connecting, pre-copy passes, stop-and-copy, restoring the destination, re-establishing memory and interrupts, done. */
 export type MigrationPhase = 'connect' | 'pre-copy' | 'stop-copy' | 'restore' | 'resume' | 'done';
 
+/** What migrate() reports to `onProgress`. */
 export interface MigrationProgress {
   phase: MigrationPhase;
   /** Device-state bytes moved so far (both phases). */
@@ -21,6 +23,7 @@ export interface MigrationProgress {
   dirtyPages?: number;
 }
 
+/** Options of migrate(). */
 export interface MigrateOptions {
   /** Options for connecting to the destination (when given a path). */
   client?: ClientOptions;
@@ -37,9 +40,11 @@ export interface MigrateOptions {
   betweenIterations?: (iteration: number) => Promise<boolean | void> | boolean | void;
   /** Track dirty guest pages during pre-copy (DMA logging on the source). Default true when the source has fd-backed guest memory. */
   dirtyLogging?: boolean;
+  /** Called at every phase change and after every pre-copy pass. */
   onProgress?: (p: MigrationProgress) => void;
 }
 
+/** What migrate() returns. */
 export interface MigrationResult {
   /** The client of the destination, with guest memory and interrupts re-established. */
   destination: VfioUserClient;

@@ -25,8 +25,9 @@ import type { ClientEvents, ClientOptions, MappedRegion, NegotiatedVersion, Serv
  * directly: VfioUserClient.connect() and VfioUserClient.over() make one.
  */
 export abstract class ClientSession extends EventEmitter<ClientEvents> {
+  /** The request/reply endpoint over the transport. @internal */
   readonly endpoint: Endpoint;
-  /** The twin socket's endpoint when one was negotiated. */
+  /** The twin socket's endpoint when one was negotiated. @internal */
   twin: Endpoint | null = null;
   /** Capabilities the server replied with. */
   serverCaps!: VersionCapabilities;
@@ -94,6 +95,7 @@ export abstract class ClientSession extends EventEmitter<ClientEvents> {
     return { maxMessageSize: Math.max(DEFAULT_TRANSPORT_LIMITS.maxMessageSize, maxDataXferSize + 4096) };
   }
 
+  /** True once the connection is gone. */
   get closed(): boolean {
     return this.closedFlag;
   }

@@ -7,6 +7,7 @@ import type { Message } from '../transport/types.js';
 import type { Logger } from '../util/logger.js';
 import type { IrqEvent } from './irqs.js';
 
+/** Options of VfioUserClient.connect(): what the client offers in VERSION, and its timeouts. */
 export interface ClientOptions {
   logger?: Logger;
   /** Largest DMA_READ/WRITE count we accept from the server (advertised). Default 1 MiB. */
@@ -62,6 +63,7 @@ export interface RegionIoFdsResult extends RegionIoFdsReply {
   fds: number[];
 }
 
+/** One mmapped area of a region. */
 export interface MappedArea {
   /** Offset inside the region. */
   offset: number;
@@ -69,15 +71,18 @@ export interface MappedArea {
   bytes: Uint8Array;
 }
 
+/** A region the client mmapped (VfioUserClient.mapRegion): its areas share memory with the device. */
 export interface MappedRegion {
   index: number;
   info: ClientRegionInfo;
   areas: MappedArea[];
   /** The area covering [offset, offset+length) of the region, if one does. */
   areaAt(offset: number, length?: number): MappedArea | undefined;
+  /** Unmaps every area; `bytes` of the areas must not be used afterwards. */
   unmap(): void;
 }
 
+/** Arguments of a raw DMA_MAP (VfioUserClient.dmaMap). */
 export interface DmaMapArgs {
   iova: bigint | number;
   size: bigint | number;
@@ -89,6 +94,7 @@ export interface DmaMapArgs {
   write: boolean;
 }
 
+/** A DMA_LOGGING_REPORT: one bit per page of the range, set when the device wrote the page. */
 export interface DirtyReport {
   iova: bigint;
   length: bigint;
@@ -111,6 +117,7 @@ export interface ServedStats {
 /** Handler for a server→client command; the return value is the reply payload. */
 export type ServerCommandHandler = (msg: Message) => Payload | void | Promise<Payload | void>;
 
+/** Events a VfioUserClient emits. */
 export interface ClientEvents {
   irq: [IrqEvent];
   /** The connection is gone (server closed, or close()). */
