@@ -32,6 +32,7 @@ export interface ListenOptions {
   dedicatedThread?: boolean;
 }
 
+/** Events a DeviceContext emits. */
 export interface DeviceContextEvents {
   listening: [path: string];
   connect: [];
@@ -47,9 +48,11 @@ export interface InterruptApi {
   trigger(type: IrqType, vector?: number): TriggerResult;
   /** INTx as a level: asserted until deassert; every unmask re-fires it. */
   assertIntx(): TriggerResult;
+  /** INTx level down: no further INTx until the next assert (a pending one is dropped). */
   deassertIntx(): void;
   /** True when the client gave an eventfd for this vector. */
   hasEventfd(type: IrqType, vector?: number): boolean;
+  /** True when the client masked this vector (SET_IRQS MASK or the MSI-X table). */
   isMasked(type: IrqType, vector?: number): boolean;
 }
 
@@ -60,18 +63,27 @@ export interface InterruptApi {
  * transport). Device code uses `irq`, `dma`, `region(i)` and `config`.
  */
 export class DeviceContext extends EventEmitter<DeviceContextEvents> {
+  /** The description the device was built from. */
   readonly description: DeviceDescription;
+  /** The server options with their defaults filled in. */
   readonly options: ResolvedServerOptions;
+  /** The device's logger (the `logger` option; silent by default). */
   readonly log: Logger;
   /** Built-in config space (also present when the device takes over config accesses, for BAR types). */
   readonly config: PciConfigSpace;
+  /** @internal */
   readonly irqs: IrqTable;
+  /** Raise interrupts: MSI/MSI-X vectors, INTx as a level. */
   readonly irq: InterruptApi;
+  /** @internal */
   readonly dmaTable: DmaTable;
+  /** Reach guest memory: views, copies, DMA_READ/DMA_WRITE messages. */
   readonly dma: DmaController;
+  /** Migration state (`stateName`, `stopped`) and the DEVICE_FEATURE handling behind it. */
   readonly migration: MigrationController;
   /** The MSI-X table and PBA the library serves, when the device has MSI-X. */
   readonly msix: MsixTable | null = null;
+  /** Regions 0-8 by index (`region(i)` checks the index). */
   readonly regions: Region[];
   private conn: Connection | null = null;
   private listenFd = -1;
@@ -285,7 +297,12 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   addIoEventFd(
     regionIndex: number,
     opts: { offset: number; size: number; datamatch?: bigint; onSignal: (count: number) => void },
-  ): { fd: number; remove(): void } {
+  ): {
+    /** The eventfd a client receives with GET_REGION_IO_FDS. */
+    fd: number;
+    /** Unregisters the ioeventfd and closes it. */
+    remove(): void;
+  } {
     const region = this.region(regionIndex);
     if (!region.configured || opts.offset < 0 || opts.offset + Math.max(opts.size, 1) > region.size) {
       throw new VfioUserError('ERR_VFIO_USER_INVALID_DEVICE', `ioeventfd at ${opts.offset} outside region ${regionIndex}`);
@@ -319,7 +336,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     return this.conn !== null && !this.conn.closed;
   }
 
-  /** The current client's connection (null without one). */
+  /** The current client's connection (null without one). @internal */
   get connection(): Connection | null {
     return this.conn;
   }
@@ -412,7 +429,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     return null;
   }
 
-  /** Serves a client over any transport (a socket, or an in-memory pair in tests). */
+  /** Serves a client over any transport (a socket, or an in-memory pair in tests). @internal */
   attach(transport: Transport): Connection {
     if (this.conn) throw new VfioUserError('ERR_VFIO_USER_BUSY', 'a client is already attached');
     const conn = new Connection(
@@ -491,18 +508,19 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   /**
    * Waits until no worker thread holds a mapping of `region` (DMA_UNMAP is
    * answered only after that). Workers register through dma-worker.ts.
+   * @internal
    */
   async revokeWorkerMappings(region: DmaRegion): Promise<void> {
     await Promise.all([...this.workerRevokers].map((revoke) => revoke(region.iova, region.size)));
   }
 
-  /** Called for every new DMA region (after the device's onMap); returns its removal. */
+  /** Called for every new DMA region (after the device's onMap); returns its removal. @internal */
   addDmaMapListener(fn: (r: DmaRegion) => void): () => void {
     this.dmaMapListeners.add(fn);
     return () => this.dmaMapListeners.delete(fn);
   }
 
-  /** Tells listeners (worker channels) about a new region. */
+  /** Tells listeners (worker channels) about a new region. @internal */
   notifyDmaMapped(r: DmaRegion): void {
     for (const fn of this.dmaMapListeners) fn(r);
   }
@@ -516,7 +534,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     return createDmaWorkerPort(this);
   }
 
-  /** Registers a revoker (one per worker channel); returns its removal. */
+  /** Registers a revoker (one per worker channel); returns its removal. @internal */
   addWorkerRevoker(revoke: (iova: bigint, size: bigint) => Promise<void>): () => void {
     this.workerRevokers.add(revoke);
     return () => this.workerRevokers.delete(revoke);

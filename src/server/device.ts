@@ -36,6 +36,7 @@ export interface MmapArea {
   size: number;
 }
 
+/** A region of a DeviceDescription: its size and type, how accesses are served, and whether the client may mmap it. */
 export interface RegionSpec {
   /** Bytes. BARs must be powers of two (at least 16 for memory, 4 for I/O). */
   size: number;
@@ -76,6 +77,7 @@ export interface ConfigAccessHandlers {
 /** State a migration callback is told about (VFIO device states by name). */
 export type MigrationStateName = 'STOP' | 'RUNNING' | 'STOP_COPY' | 'RESUMING' | 'PRE_COPY' | 'ERROR';
 
+/** Live migration (v2) of a device: state transitions and the device-state stream. stateMigration() builds them from save/load. */
 export interface MigrationCallbacks {
   /**
    * One hop of the state machine, in order; a composite request calls this
@@ -94,6 +96,7 @@ export interface MigrationCallbacks {
   preCopy?: boolean;
 }
 
+/** Told when the client maps and unmaps guest memory. */
 export interface DmaCallbacks {
   /** A region was mapped (guest memory now reachable at info.iova). */
   onMap?(info: DmaRegionInfo): void | Promise<void>;

@@ -118,6 +118,7 @@ export class WorkerDma {
     return this.regions.length;
   }
 
+  /** A zero-copy view of guest memory mapped in this worker (see DmaController.view). */
   view(iova: IovaLike, length: number, opts: { write?: boolean } = {}): DmaView {
     const a = BigInt(iova);
     const write = opts.write ?? false;
@@ -128,10 +129,12 @@ export class WorkerDma {
     return { bytes, writable: true, release: () => this.dirty(a, length) };
   }
 
+  /** Copies guest memory out. */
   readSync(iova: IovaLike, length: number): Uint8Array {
     return this.view(iova, length).bytes.slice();
   }
 
+  /** Copies into guest memory and reports the pages dirty to the main thread. */
   writeSync(iova: IovaLike, data: Uint8Array): void {
     const { r, off } = this.find(BigInt(iova), data.length, true);
     new Uint8Array(r.buffer, r.lead + off, data.length).set(data);
@@ -151,6 +154,7 @@ export class WorkerDma {
     }
   }
 
+  /** Unmaps everything and closes the port. */
   close(): void {
     for (const r of this.regions) native.munmap(r.buffer);
     this.regions = [];

@@ -23,8 +23,10 @@ export interface DmaView {
   release(): void;
 }
 
+/** An IOVA (guest-physical address for QEMU) as a bigint or a safe integer. */
 export type IovaLike = bigint | number;
 
+/** Options of DmaController.read and write. */
 export interface DmaAccessOptions {
   /** Use DMA_READ/DMA_WRITE messages even where the region is fd-backed. */
   viaMessages?: boolean;

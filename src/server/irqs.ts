@@ -15,6 +15,7 @@ export interface IrqCounts {
   req?: number;
 }
 
+/** An interrupt type by name. */
 export type IrqType = 'intx' | 'msi' | 'msix' | 'err' | 'req';
 export const IRQ_TYPE_INDEX: Record<IrqType, number> = { intx: 0, msi: 1, msix: 2, err: 3, req: 4 };
 const INDEX_NAME: IrqType[] = ['intx', 'msi', 'msix', 'err', 'req'];

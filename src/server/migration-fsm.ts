@@ -6,6 +6,7 @@ import { ProtocolError } from '../protocol/errors.js';
 export const MigState = DeviceState;
 export type MigStateValue = (typeof MigState)[keyof typeof MigState];
 
+/** The name of a migration state number (`RUNNING`, `STOP_COPY`, ...). */
 export const migStateName = (s: number): string =>
   (Object.entries(MigState).find(([, v]) => v === s)?.[0] ?? `STATE_${s}`);
 

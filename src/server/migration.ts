@@ -59,18 +59,22 @@ export class MigrationController {
     private readonly deps: MigrationDeps,
   ) {}
 
+  /** True when the device has migration callbacks. */
   get supported(): boolean {
     return this.cb !== undefined;
   }
 
+  /** True when the device advertises PRE_COPY. */
   get preCopy(): boolean {
     return this.cb !== undefined && this.cb.preCopy !== false;
   }
 
+  /** The current state as a DeviceState number. */
   get state(): number {
     return this.stateValue;
   }
 
+  /** The current state by name. */
   get stateName(): MigrationStateName {
     return migStateName(this.stateValue) as MigrationStateName;
   }

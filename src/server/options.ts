@@ -53,6 +53,7 @@ export interface ServerOptions {
   dedicatedThread?: boolean;
 }
 
+/** ServerOptions with every default filled in (DeviceContext.options). */
 export type ResolvedServerOptions = Required<Omit<ServerOptions, 'allowedUids' | 'logger'>> & {
   allowedUids: readonly number[] | null;
   logger: Logger;

@@ -45,6 +45,7 @@ export class Region {
   private readonly onReadInto: RegionReadIntoHandler | undefined;
   private readonly onWriteFrom: RegionWriteFromHandler | undefined;
   readonly ioeventfds: IoEventFd[] = [];
+  /** @internal */
   readonly overlays: RegionOverlay[] = [];
 
   constructor(index: number, spec: RegionSpec | undefined) {
@@ -79,6 +80,7 @@ export class Region {
     }
   }
 
+  /** True when the region exists (size > 0). */
   get configured(): boolean {
     return this.size > 0;
   }
@@ -160,6 +162,7 @@ export class Region {
     throw new ProtocolError(Errno.EINVAL, `region ${this.index} has no read handler`);
   }
 
+  /** Serves a write. Range already checked by the caller. */
   write(offset: number, data: Uint8Array): void | Promise<void> {
     if (!this.writable) throw new ProtocolError(Errno.EINVAL, `region ${this.index} is not writable`);
     const ov = this.overlayAt(offset, data.length);

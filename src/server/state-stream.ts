@@ -13,6 +13,7 @@ export interface StateSections {
   [name: string]: Uint8Array;
 }
 
+/** What stateMigration() needs: a format tag and the device's save and load. */
 export interface StateMigrationSpec {
   /** Format tag, e.g. 'my-device/1'. A destination refuses a stream with another tag. */
   tag: string;
