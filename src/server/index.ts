@@ -15,11 +15,11 @@ export type {
   RegionWriteHandler,
   ResetReason,
 } from './device.js';
-export type { ServerOptions } from './options.js';
-export { DmaError, type DmaView, type DmaAccessOptions, type IovaLike } from './dma.js';
+export type { ServerOptions, ResolvedServerOptions } from './options.js';
+export { DmaError, type DmaController, type DmaView, type DmaAccessOptions, type IovaLike } from './dma.js';
 export type { DmaRegionInfo } from './dma-table.js';
 export type { IrqCounts, IrqType, TriggerResult } from './irqs.js';
-export { MigrationFatalError } from './migration.js';
+export { MigrationFatalError, type MigrationController } from './migration.js';
 export { MigState, migStateName, nextHopTable } from './migration-fsm.js';
 export { Region, type IoEventFd } from './regions.js';
 export { stateMigration, encodeState, decodeState, type StateMigrationSpec, type StateSections } from './state-stream.js';
