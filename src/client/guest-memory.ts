@@ -35,9 +35,13 @@ export interface GuestMemoryOptions {
  * client serves.
  */
 export class GuestMemory {
+  /** Where the server sees it. */
   readonly iova: bigint;
+  /** Bytes. */
   readonly size: number;
+  /** Mapped with its fd (the server reaches it directly). */
   readonly useFd: boolean;
+  /** Mapped for device reads only. */
   readonly readOnly: boolean;
   /** memfd backing the memory; -1 once freed. */
   fd: number;

@@ -30,7 +30,9 @@ export function irqTypeName(index: number): string {
 export interface IrqEvent {
   /** VFIO IRQ index (0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ). */
   index: number;
+  /** Type name (`intx`, `msi`, `msix`, `err`, `req`). */
   type: string;
+  /** Vector within the index. */
   vector: number;
   /** Signals since the last report (the eventfd counter). */
   count: number;

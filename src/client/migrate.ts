@@ -14,6 +14,7 @@ export type MigrationPhase = 'connect' | 'pre-copy' | 'stop-copy' | 'restore' | 
 
 /** What migrate() reports to `onProgress`. */
 export interface MigrationProgress {
+  /** Where the migration is. */
   phase: MigrationPhase;
   /** Device-state bytes moved so far (both phases). */
   bytes: number;
@@ -48,11 +49,15 @@ export interface MigrateOptions {
 export interface MigrationResult {
   /** The client of the destination, with guest memory and interrupts re-established. */
   destination: VfioUserClient;
+  /** Device-state bytes moved while the source still ran. */
   preCopyBytes: number;
+  /** Device-state bytes moved after the source stopped. */
   stopCopyBytes: number;
+  /** Pre-copy passes made (0 without PRE_COPY). */
   preCopyIterations: number;
   /** From the source stopping (STOP_COPY) to the destination RUNNING. */
   downtimeMs: number;
+  /** From the call to the destination ready, connection included. */
   totalMs: number;
 }
 

@@ -31,8 +31,11 @@ export abstract class ClientSession extends EventEmitter<ClientEvents> {
   twin: Endpoint | null = null;
   /** Capabilities the server replied with. */
   serverCaps!: VersionCapabilities;
+  /** What VERSION negotiated. */
   version!: NegotiatedVersion;
+  /** Where the client logs. */
   readonly log: Logger;
+  /** Counters of the DMA requests the client served for the server. */
   readonly stats: ServedStats;
   protected readonly opts: Required<Omit<ClientOptions, 'logger' | 'extensions' | 'irqMessages'>> & { extensions: Record<string, unknown> | undefined };
   protected readonly regionMaps = new Set<MappedRegion>();

@@ -9,6 +9,7 @@ import type { IrqEvent } from './irqs.js';
 
 /** Options of VfioUserClient.connect(): what the client offers in VERSION, and its timeouts. */
 export interface ClientOptions {
+  /** Where the client logs (silent by default). */
   logger?: Logger;
   /** Largest DMA_READ/WRITE count we accept from the server (advertised). Default 1 MiB. */
   maxDataXferSize?: number;
@@ -40,8 +41,11 @@ export interface ClientOptions {
 
 /** What the server told us in VERSION. */
 export interface NegotiatedVersion {
+  /** Protocol major (0). */
   major: number;
+  /** Minor the server chose (at most ours). */
   minor: number;
+  /** The server's capabilities JSON, if it sent one. */
   json: string | undefined;
 }
 
@@ -67,14 +71,19 @@ export interface RegionIoFdsResult extends RegionIoFdsReply {
 export interface MappedArea {
   /** Offset inside the region. */
   offset: number;
+  /** Bytes mapped. */
   size: number;
+  /** The mapping: shared with the device, writes are seen both ways. */
   bytes: Uint8Array;
 }
 
 /** A region the client mmapped (VfioUserClient.mapRegion): its areas share memory with the device. */
 export interface MappedRegion {
+  /** Region index. */
   index: number;
+  /** The GET_REGION_INFO the mapping was made from. */
   info: ClientRegionInfo;
+  /** The mapped areas, in region order. */
   areas: MappedArea[];
   /** The area covering [offset, offset+length) of the region, if one does. */
   areaAt(offset: number, length?: number): MappedArea | undefined;
@@ -84,29 +93,41 @@ export interface MappedRegion {
 
 /** Arguments of a raw DMA_MAP (VfioUserClient.dmaMap). */
 export interface DmaMapArgs {
+  /** Where the server sees the region. */
   iova: bigint | number;
+  /** Bytes. */
   size: bigint | number;
   /** Offset of the region in `fd` (0 without fd). */
   offset?: bigint | number;
   /** File backing the region; the client keeps ownership (it is sent, not closed). */
   fd?: number;
+  /** The device may read the region (DMA_MAP READ flag). */
   read: boolean;
+  /** The device may write the region (DMA_MAP WRITE flag). */
   write: boolean;
 }
 
 /** A DMA_LOGGING_REPORT: one bit per page of the range, set when the device wrote the page. */
 export interface DirtyReport {
+  /** Start of the range reported on. */
   iova: bigint;
+  /** Bytes of the range. */
   length: bigint;
+  /** Bytes per bitmap bit. */
   pageSize: bigint;
+  /** One bit per page, least significant bit first; set = written since the last report. */
   bitmap: Uint8Array;
 }
 
 /** Counters of server→client traffic the client served. */
 export interface ServedStats {
+  /** DMA_READ requests served. */
   dmaReads: number;
+  /** DMA_WRITE requests served. */
   dmaWrites: number;
+  /** Bytes the server read through DMA_READ. */
   dmaBytesRead: number;
+  /** Bytes the server wrote through DMA_WRITE. */
   dmaBytesWritten: number;
   /** Requests that arrived on the twin socket. */
   twinRequests: number;
@@ -119,6 +140,7 @@ export type ServerCommandHandler = (msg: Message) => Payload | void | Promise<Pa
 
 /** Events a VfioUserClient emits. */
 export interface ClientEvents {
+  /** An interrupt the server signalled (eventfd or message). */
   irq: [IrqEvent];
   /** The connection is gone (server closed, or close()). */
   close: [err?: Error];
