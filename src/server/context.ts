@@ -34,11 +34,15 @@ export interface ListenOptions {
 
 /** Events a DeviceContext emits. */
 export interface DeviceContextEvents {
+  /** listen() bound the socket. */
   listening: [path: string];
+  /** A client attached. */
   connect: [];
+  /** The client left and its state (maps, eventfds) is dropped. */
   disconnect: [];
   /** A connection attempt refused (second client, uid not allowed). */
   refused: [reason: string];
+  /** Reserved: nothing emits it today (a request's error goes back to the client as an error reply, and to the logger). */
   error: [err: Error];
 }
 

@@ -32,7 +32,9 @@ export type RegionWriteFromHandler = (offset: number, src: Uint8Array, srcOffset
 
 /** An mmap-able window of a shared-memory region, relative to the region. */
 export interface MmapArea {
+  /** Bytes from the start of the region; page aligned. */
   offset: number;
+  /** Bytes; a multiple of the page size. */
   size: number;
 }
 
@@ -46,9 +48,11 @@ export interface RegionSpec {
   writable?: boolean;
   /** BAR type (regions 0-5). Default 'mem32'. */
   kind?: BarKind;
+  /** Memory BARs only: mark the BAR prefetchable. */
   prefetchable?: boolean;
   /** Access callbacks. Without them a shared region reads/writes its memory; others refuse the access. */
   read?: RegionReadHandler;
+  /** Write callback (see `read`). */
   write?: RegionWriteHandler;
   /**
    * Synchronous reads into a buffer the library provides (no allocation per
@@ -70,7 +74,9 @@ export interface RegionSpec {
 
 /** Config-space takeover: every access to region 7 goes here instead of the built-in model. */
 export interface ConfigAccessHandlers {
+  /** Serves every config-space read. */
   read: RegionReadHandler;
+  /** Serves every config-space write. */
   write: RegionWriteHandler;
 }
 
@@ -109,21 +115,31 @@ export interface DmaCallbacks {
 
 /** A device described as data, plus the callbacks its business logic needs. */
 export interface DeviceDescription {
+  /** PCI Vendor ID. */
   vendorId: number;
+  /** PCI Device ID. */
   deviceId: number;
+  /** Subsystem Vendor ID. Default 0. */
   subsystemVendorId?: number;
+  /** Subsystem ID. Default 0. */
   subsystemId?: number;
+  /** `{ base, sub, progIf }` or the 24-bit value. Default 0. */
   classCode?: ClassCode | number;
+  /** Revision ID. Default 0. */
   revision?: number;
   /** PCI Express device: 4096-byte config space. */
   express?: boolean;
+  /** Standard capabilities, in list order (PM, MSI, MSI-X, PCIe, vendor). */
   capabilities?: CapabilityDescription[];
+  /** Extended capabilities (Express devices only): DSN, vendor. */
   extendedCapabilities?: ExtendedCapabilityDescription[];
   /** Regions by index: 0-5 BARs, 6 expansion ROM, 8 VGA. (7, config space, is built from the fields above.) */
   regions?: Partial<Record<0 | 1 | 2 | 3 | 4 | 5 | 6 | 8, RegionSpec>>;
   /** Take over config-space accesses entirely. */
   config?: ConfigAccessHandlers;
+  /** Vectors per interrupt type. MSI-X defaults to the MSI-X capability's table size; ERR and REQ to 1. */
   irqs?: IrqCounts;
+  /** Told about guest memory maps and unmaps. */
   dma?: DmaCallbacks;
   /** Device reset. Must stop DMA and interrupts before resolving. */
   reset?(reason: ResetReason): void | Promise<void>;
@@ -134,5 +150,6 @@ export interface DeviceDescription {
   quiesce?(): void | Promise<void>;
   /** Called when the operation that needed quiesce is over: the device may start work again. */
   resume?(): void | Promise<void>;
+  /** Live migration; without it the device does not advertise migration. See stateMigration(). */
   migration?: MigrationCallbacks;
 }

@@ -10,9 +10,13 @@ const WINDOW_SIZE = 1 << 30;
 
 /** What the device learns about a DMA region (map and unmap notifications). */
 export interface DmaRegionInfo {
+  /** Where the client mapped it. */
   iova: bigint;
+  /** Bytes. */
   size: bigint;
+  /** The device may read it. */
   readable: boolean;
+  /** The device may write it. */
   writable: boolean;
   /** True when backed by an fd the server mmapped (zero-copy access). */
   mapped: boolean;

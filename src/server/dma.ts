@@ -7,6 +7,7 @@ import type { DmaRegion, DmaRegionInfo, DmaTable } from './dma-table.js';
 
 /** A DMA access the library refused. `errno` says why. */
 export class DmaError extends VfioUserError {
+  /** Why, as an errno (EPERM: Bus Master off or migration stopped the device; ENOENT: not mapped; EACCES: read-only; EFAULT: a view across regions or over memory mapped without an fd). */
   readonly errno: number;
   constructor(errno: number, message: string) {
     super('ERR_VFIO_USER_DMA', `${message} (${errnoName(errno)})`);
@@ -18,6 +19,7 @@ export class DmaError extends VfioUserError {
 export interface DmaView {
   /** Reads as length 0 once the client unmapped the region. */
   readonly bytes: Uint8Array;
+  /** The view was asked for with `write: true`. */
   readonly writable: boolean;
   /** Ends the hold: a writable view stops being reported dirty (its pages were marked). */
   release(): void;

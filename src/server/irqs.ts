@@ -8,10 +8,15 @@ import type { Logger } from '../util/logger.js';
 
 /** Vectors per interrupt type. ERR and REQ default to 1 like libvfio-user. */
 export interface IrqCounts {
+  /** INTx lines: 0 or 1 (sets Interrupt Pin to INTA#). */
   intx?: number;
+  /** MSI vectors. */
   msi?: number;
+  /** MSI-X vectors. */
   msix?: number;
+  /** AER error notification (0 or 1). */
   err?: number;
+  /** Device release request (0 or 1). */
   req?: number;
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from '../util/logger.js';
  * a safe default here.
  */
 export interface ServerOptions {
+  /** Where the device logs (silent by default). */
   logger?: Logger;
   /** Largest message accepted, header included. Default 1 MiB + 4 KiB (a 1 MiB transfer plus headers). */
   maxMessageSize?: number;
@@ -55,7 +56,9 @@ export interface ServerOptions {
 
 /** ServerOptions with every default filled in (DeviceContext.options). */
 export type ResolvedServerOptions = Required<Omit<ServerOptions, 'allowedUids' | 'logger'>> & {
+  /** The uids allowed to connect; null = anyone who can open the socket. */
   allowedUids: readonly number[] | null;
+  /** Where the device logs. */
   logger: Logger;
 };
 

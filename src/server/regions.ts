@@ -12,10 +12,13 @@ const F_SEAL_GROW = 0x4;
 
 /** A doorbell the client may turn into an ioeventfd (GET_REGION_IO_FDS). */
 export interface IoEventFd {
+  /** Offset in the region of the doorbell. */
   offset: number;
   /** Access size that triggers it; 0 = any. */
   size: number;
+  /** The eventfd. */
   fd: number;
+  /** Only this written value triggers it (KVM DATAMATCH). */
   datamatch?: bigint;
   /** KVM flags: DATAMATCH is derived from datamatch; PIO for I/O BARs. */
   flags: number;
@@ -31,12 +34,17 @@ export interface RegionOverlay {
 
 /** One device region as the server keeps it. */
 export class Region {
+  /** Region index (0-8). */
   readonly index: number;
+  /** Bytes (0: the region does not exist). */
   readonly size: number;
+  /** Reads are allowed. */
   readonly readable: boolean;
+  /** Writes are allowed. */
   readonly writable: boolean;
   /** memfd behind a shared region, else -1. */
   readonly fd: number;
+  /** The parts a client may mmap (shared regions). */
   readonly mmapAreas: readonly MmapArea[];
   /** The device's view of a shared region's bytes (same memory the client maps). */
   readonly memory: Uint8Array | null;
@@ -44,6 +52,7 @@ export class Region {
   private readonly onWrite: RegionWriteHandler | undefined;
   private readonly onReadInto: RegionReadIntoHandler | undefined;
   private readonly onWriteFrom: RegionWriteFromHandler | undefined;
+  /** Doorbells registered with DeviceContext.addIoEventFd. */
   readonly ioeventfds: IoEventFd[] = [];
   /** @internal */
   readonly overlays: RegionOverlay[] = [];
