@@ -3,8 +3,11 @@
 
 /** A PCI class code: base class, sub-class and programming interface. */
 export interface ClassCode {
+  /** Base class (e.g. 0x01 mass storage). */
   base: number;
+  /** Sub-class (e.g. 0x08 NVM). */
   sub: number;
+  /** Programming interface (e.g. 0x02 NVMe). */
   progIf: number;
 }
 
@@ -15,6 +18,7 @@ export type BarKind = 'io' | 'mem32' | 'mem64';
 export interface BarDescription {
   /** Power of two; at least 16 for memory BARs, at least 4 for I/O BARs. */
   size: number | bigint;
+  /** I/O, 32-bit or 64-bit memory. */
   kind: BarKind;
   /** Memory BARs only. */
   prefetchable?: boolean;
@@ -40,10 +44,13 @@ export interface CapabilityCommon {
 }
 
 export interface PmCapabilityDescription extends CapabilityCommon {
+  /** Power Management. */
   type: 'pm';
   /** PMC version field; default 3 (PCI PM 1.2). */
   version?: number;
+  /** D1 supported. */
   d1?: boolean;
+  /** D2 supported. */
   d2?: boolean;
   /** PME_Support bits (5 bits: D0, D1, D2, D3hot, D3cold). Default 0. */
   pmeSupport?: number;
@@ -52,6 +59,7 @@ export interface PmCapabilityDescription extends CapabilityCommon {
 }
 
 export interface MsiCapabilityDescription extends CapabilityCommon {
+  /** MSI. */
   type: 'msi';
   /** Multiple Message Capable: 1, 2, 4, 8, 16 or 32. */
   vectors: number;
@@ -62,18 +70,22 @@ export interface MsiCapabilityDescription extends CapabilityCommon {
 }
 
 export interface MsixCapabilityDescription extends CapabilityCommon {
+  /** MSI-X. */
   type: 'msix';
   /** Number of table entries, 1..2048. */
   tableSize: number;
+  /** BAR (BIR) holding the table. */
   tableBar: number;
   /** Byte offset of the table in its BAR; 8-byte aligned. */
   tableOffset: number;
+  /** BAR (BIR) holding the Pending Bit Array. */
   pbaBar: number;
   /** Byte offset of the PBA in its BAR; 8-byte aligned. */
   pbaOffset: number;
 }
 
 export interface PcieCapabilityDescription extends CapabilityCommon {
+  /** PCI Express. */
   type: 'pcie';
   /** Device/port type: 0 = PCI Express endpoint (default), 9 = root complex integrated endpoint. */
   deviceType?: 0 | 9;
@@ -85,10 +97,12 @@ export interface PcieCapabilityDescription extends CapabilityCommon {
   extendedTag?: boolean;
   /** Link speed (1 = 2.5 GT/s ... ) and width reported in LinkCap/LinkSta. Default 1 and 1. */
   linkSpeed?: number;
+  /** Link width in lanes reported in LinkCap/LinkSta. Default 1. */
   linkWidth?: number;
 }
 
 export interface VendorCapabilityDescription extends CapabilityCommon {
+  /** Vendor specific. */
   type: 'vendor';
   /** Bytes after the 3-byte header (ID, next, length); at most 253 of them. */
   data: Uint8Array;
@@ -108,23 +122,31 @@ export type CapabilityDescription =
 export interface ExtendedCapabilityCommon {
   /** Explicit offset (≥ 0x100, dword aligned). Omitted: placed automatically. */
   offset?: number;
+  /** Guest writes to the capability are ignored. */
   readOnly?: boolean;
+  /** The owner routes accesses to this capability itself (see CapabilityCommon.callback). */
   callback?: boolean;
 }
 
 /** A Device Serial Number extended capability. */
 export interface DsnCapabilityDescription extends ExtendedCapabilityCommon {
+  /** Device Serial Number. */
   type: 'dsn';
+  /** The 64-bit serial number. */
   serial: bigint;
 }
 
 /** A vendor-specific extended capability (VSEC). */
 export interface VendorExtendedCapabilityDescription extends ExtendedCapabilityCommon {
+  /** Vendor specific (VSEC). */
   type: 'vendor';
+  /** VSEC ID (vendor defined). */
   vsecId: number;
+  /** VSEC revision. Default 0. */
   vsecRev?: number;
   /** Bytes after the 8-byte header. */
   data: Uint8Array;
+  /** true: every data byte is writable; a Uint8Array: per-byte write masks. */
   writable?: boolean | Uint8Array;
 }
 
@@ -135,12 +157,17 @@ export type ExtendedCapabilityDescription =
 
 /** What PciConfigSpace builds config space from (DeviceContext derives it from a DeviceDescription). */
 export interface PciDeviceDescription {
+  /** PCI Vendor ID. */
   vendorId: number;
+  /** PCI Device ID. */
   deviceId: number;
+  /** Subsystem Vendor ID. Default 0. */
   subsystemVendorId?: number;
+  /** Subsystem ID. Default 0. */
   subsystemId?: number;
   /** `{base, sub, progIf}` or the 24-bit value `base << 16 | sub << 8 | progIf`. */
   classCode: ClassCode | number;
+  /** Revision ID. Default 0. */
   revision?: number;
   /** PCI Express: 4096-byte config space (else 256). */
   express?: boolean;
@@ -148,27 +175,39 @@ export interface PciDeviceDescription {
   intxPin?: boolean;
   /** Up to six entries, BAR0..BAR5; a mem64 BAR's odd partner must be empty. */
   bars?: (BarDescription | undefined)[];
+  /** Expansion ROM BAR. */
   rom?: RomDescription;
+  /** Standard capabilities, in list order. */
   capabilities?: CapabilityDescription[];
+  /** Extended capabilities (needs `express`). */
   extendedCapabilities?: ExtendedCapabilityDescription[];
 }
 
 /** Where a capability ended up, as `listCapabilities()` reports it. */
 export interface CapabilityInfo {
+  /** Capability ID. */
   id: number;
+  /** Config-space offset of its header. */
   offset: number;
   /** Bytes the capability occupies (its header included). */
   size: number;
+  /** An extended (PCIe) capability. */
   extended: boolean;
+  /** The description type it was built from. */
   type: CapabilityDescription['type'] | ExtendedCapabilityDescription['type'];
+  /** Guest writes are ignored. */
   readOnly: boolean;
+  /** Accesses are routed to the owner. */
   callback: boolean;
 }
 
 /** The MSI capability's state as the guest programmed it. */
 export interface MsiState {
+  /** MSI Enable. */
   enabled: boolean;
+  /** Message Address (64 bits when address64). */
   address: bigint;
+  /** Message Data. */
   data: number;
   /** Encoded Multiple Message Enable field (vectors = 1 << value). */
   multipleMessageEnable: number;
@@ -176,16 +215,21 @@ export interface MsiState {
   vectors: number;
   /** Vectors the device supports (Multiple Message Capable). */
   capableVectors: number;
+  /** 64-bit address capable. */
   address64: boolean;
+  /** Per-vector masking capable. */
   perVectorMasking: boolean;
   /** Mask bits (0 without per-vector masking). */
   maskBits: number;
+  /** Pending bits (0 without per-vector masking). */
   pendingBits: number;
 }
 
 /** The MSI-X capability's Message Control bits. */
 export interface MsixControl {
+  /** MSI-X Enable. */
   enabled: boolean;
+  /** Function Mask: every vector masked. */
   functionMask: boolean;
 }
 
