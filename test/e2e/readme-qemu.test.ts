@@ -48,7 +48,14 @@ function readReadme(): ReadmeQemu {
     if (FROM_README.has(opt)) qemuArgs.push(opt, value);
     else assert.ok(HARNESS_OWNS.has(opt), `README: QEMU option ${opt} is neither tested nor supplied by the harness`);
   }
-  const device = qemuArgs[qemuArgs.indexOf('-device') + 1]!;
+  // Guest RAM the device can map: a shared memfd backend, of -m's size, that the machine uses.
+  const arg = (opt: string): string => qemuArgs[qemuArgs.indexOf(opt) + 1] ?? '';
+  const backend = Object.fromEntries(arg('-object').split(',').slice(1).map((kv) => kv.split('=') as [string, string]));
+  assert.match(arg('-object'), /^memory-backend-memfd,/, 'README: guest RAM from memory-backend-memfd');
+  assert.equal(backend.share, 'on', 'README: the memfd is shared (share=on)');
+  assert.equal(backend.size, arg('-m'), 'README: the backend is as large as -m');
+  assert.ok(arg('-machine').split(',').includes(`memory-backend=${backend.id}`), 'README: the machine uses that backend');
+  const device = arg('-device');
   const parsed = JSON.parse(device) as { driver: string; socket: { type: string; path: string } };
   assert.equal(parsed.driver, 'vfio-user-pci');
   const socket = parsed.socket.path;
