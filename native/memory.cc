@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include <malloc.h>
 
@@ -193,6 +194,94 @@ void Munmap(const Napi::CallbackInfo& info) {
   g_maps->erase(m->addr);
 }
 
+// Placeholders left by revoke(): page ranges reserved with an inaccessible
+// anonymous mapping, so that nothing else can be mapped there while a late
+// access (a readv in the thread pool) may still use the addresses. Keyed by
+// a token; guarded by g_mu like the mapping registry.
+struct Placeholder {
+  void* addr;
+  size_t length;
+};
+std::unordered_map<uint32_t, Placeholder>* g_placeholders = new std::unordered_map<uint32_t, Placeholder>();
+uint32_t g_nextToken = 1;
+
+// revoke(ab, keep): detach `ab`, then unmap it, except that every range of
+// `keep` (a flat array [offset, length, ...] of page-aligned, sorted,
+// disjoint ranges inside the mapping) is replaced in place by a PROT_NONE
+// anonymous mapping (MAP_FIXED: the replacement is atomic, the addresses are
+// never free). An access there fails (EFAULT from a syscall, SIGSEGV from
+// code) and can never reach memory mapped later. Returns one token per range
+// for releasePlaceholder(). A detached `ab` throws EINVAL (nothing to keep).
+Napi::Value Revoke(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napi_value ab;
+  Mapping* m = LookupMapping(info, "revoke", &ab);
+  if (m == nullptr) ThrowErrno(env, EINVAL, "revoke");
+  if (!info[1].IsArray()) ThrowType(env, "keep must be an array of numbers");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  uint32_t n = arr.Length();
+  if (n % 2 != 0) ThrowType(env, "keep must hold offset/length pairs");
+  std::vector<std::pair<size_t, size_t>> keep;
+  size_t end = 0;
+  for (uint32_t i = 0; i < n; i += 2) {
+    Napi::Value a = arr.Get(i), b = arr.Get(i + 1);
+    if (!a.IsNumber() || !b.IsNumber()) ThrowType(env, "keep must hold numbers");
+    double off = a.As<Napi::Number>().DoubleValue(), len = b.As<Napi::Number>().DoubleValue();
+    if (!(off >= 0) || !(len > 0) || off != static_cast<double>(static_cast<uint64_t>(off)) ||
+        len != static_cast<double>(static_cast<uint64_t>(len)) || off + len > static_cast<double>((m->length + PageSize() - 1) / PageSize() * PageSize())) {
+      ThrowRange(env, "keep range outside the mapping");
+    }
+    size_t o = static_cast<size_t>(off), l = static_cast<size_t>(len);
+    if (o % PageSize() != 0 || l % PageSize() != 0 || o < end) ThrowErrno(env, EINVAL, "revoke");
+    keep.emplace_back(o, l);
+    end = o + l;
+  }
+  // The array getters above may have run JS: look the mapping up again.
+  m = LookupMapping(info, "revoke", &ab);
+  if (m == nullptr) ThrowErrno(env, EINVAL, "revoke");
+  if (napi_detach_arraybuffer(env, ab) != napi_ok) {
+    throw Napi::Error::New(env, "revoke: the ArrayBuffer cannot be detached");
+  }
+  Napi::Array tokens = Napi::Array::New(env, keep.size());
+  std::lock_guard<std::mutex> lk(g_mu);
+  char* base = static_cast<char*>(m->addr);
+  size_t pos = 0;
+  uint32_t i = 0;
+  for (auto& r : keep) {
+    if (r.first > pos) ::munmap(base + pos, r.first - pos);
+    void* p = ::mmap(base + r.first, r.second, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    // Should the kernel refuse (ENOMEM), the original pages stay mapped:
+    // still never reused by another mapping, and freed with the token.
+    (void)p;
+    uint32_t t = g_nextToken++;
+    if (g_nextToken == 0) g_nextToken = 1;
+    (*g_placeholders)[t] = Placeholder{base + r.first, r.second};
+    tokens.Set(i++, Napi::Number::New(env, t));
+    pos = r.first + r.second;
+  }
+  if (pos < m->length) ::munmap(base + pos, m->length - pos);
+  m->unmapped = true;
+  g_maps->erase(m->addr);
+  return tokens;
+}
+
+// releasePlaceholder(token): unmaps a placeholder from revoke(). Unknown or
+// already released tokens are ignored.
+void ReleasePlaceholder(const Napi::CallbackInfo& info) {
+  uint32_t t = static_cast<uint32_t>(ArgInt(info, 0, 0, UINT32_MAX, "token"));
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto it = g_placeholders->find(t);
+  if (it == g_placeholders->end()) return;
+  ::munmap(it->second.addr, it->second.length);
+  g_placeholders->erase(it);
+}
+
+// placeholderCount(): live placeholders (tests and leak checks).
+Napi::Value PlaceholderCount(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  return Napi::Number::New(info.Env(), static_cast<double>(g_placeholders->size()));
+}
+
 // msync(ab, offset, length): MS_SYNC over [offset, offset+length) of the
 // mapping; the start is rounded down to a page boundary.
 void Msync(const Napi::CallbackInfo& info) {
@@ -247,6 +336,9 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("getSeals", Napi::Function::New(env, GetSeals, "getSeals"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
+  exports.Set("revoke", Napi::Function::New(env, Revoke, "revoke"));
+  exports.Set("releasePlaceholder", Napi::Function::New(env, ReleasePlaceholder, "releasePlaceholder"));
+  exports.Set("placeholderCount", Napi::Function::New(env, PlaceholderCount, "placeholderCount"));
   exports.Set("msync", Napi::Function::New(env, Msync, "msync"));
   exports.Set("madviseDontDump", Napi::Function::New(env, MadviseDontDump, "madviseDontDump"));
   exports.Set("pageSize", Napi::Function::New(env, JsPageSize, "pageSize"));

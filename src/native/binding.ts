@@ -192,6 +192,21 @@ export interface NativeBinding {
    * no-op; the GC finalizer knows it is unmapped. EINVAL for a buffer not from mmap().
    */
   munmap(ab: ArrayBuffer): void;
+  /**
+   * Revokes a mapping that views may still use from outside JS (a readv in
+   * the thread pool): detaches `ab` like munmap() and unmaps it, except that
+   * the pages of each `keep` range (flat [offset, length, ...]: page-aligned,
+   * sorted, disjoint, inside the mapping) are replaced in place by an
+   * inaccessible placeholder (PROT_NONE, MAP_FIXED), so a late access fails
+   * (EFAULT from a syscall) and never reaches memory mapped later. Returns a
+   * token per range for releasePlaceholder(). EINVAL for a detached buffer
+   * or misaligned ranges.
+   */
+  revoke(ab: ArrayBuffer, keep: readonly number[]): number[];
+  /** Unmaps a placeholder left by revoke() (unknown tokens are ignored). */
+  releasePlaceholder(token: number): void;
+  /** Placeholders not released yet (process-wide). */
+  placeholderCount(): number;
   /** msync(MS_SYNC) of [offset, offset+length) of the mapping (start rounded down to a page). */
   msync(ab: ArrayBuffer, offset: number, length: number): void;
   /** madvise(MADV_DONTDUMP) over the whole mapping. */

@@ -101,6 +101,27 @@ describe('native memfd + mmap', () => {
     native.close(fd);
   });
 
+  it('revoke: detaches, unmaps all but the kept pages, which become placeholders until released', () => {
+    const fd = memfd(8 * PS, false, 'revoked');
+    const before = native.placeholderCount();
+    const bad = native.mmap(fd, 0, 8 * PS, 3);
+    assert.throws(() => native.revoke(bad, [1, PS]), (e) => isNativeError(e, 'EINVAL'), 'unaligned range');
+    assert.throws(() => native.revoke(bad, [2 * PS, PS, PS, PS]), (e) => isNativeError(e, 'EINVAL'), 'unsorted ranges');
+    assert.throws(() => native.revoke(bad, [0, 9 * PS]), RangeError, 'outside the mapping');
+    assert.equal(new Uint8Array(bad).length, 8 * PS, 'a refused revoke leaves the mapping alone');
+    const view = new Uint8Array(bad, PS, 16);
+    const tokens = native.revoke(bad, [PS, PS, 4 * PS, 2 * PS]);
+    assert.equal(tokens.length, 2);
+    assert.equal(view.length, 0, 'detached like munmap');
+    assert.equal(mapsOf('revoked'), 0, 'no page of the memfd stays mapped');
+    assert.equal(native.placeholderCount(), before + 2);
+    assert.throws(() => native.revoke(bad, []), (e) => isNativeError(e, 'EINVAL'), 'already revoked');
+    for (const t of tokens) native.releasePlaceholder(t);
+    native.releasePlaceholder(tokens[0]!); // unknown now: ignored
+    assert.equal(native.placeholderCount(), before);
+    native.close(fd);
+  });
+
   it('maps exactly 4 GiB of a sparse memfd', () => {
     const fd = memfd(0);
     native.ftruncate(fd, 2n ** 32n + BigInt(PS));
