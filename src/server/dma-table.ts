@@ -2,11 +2,9 @@ import { native } from '../native/binding.js';
 import { Errno } from '../protocol/errno.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { DirtyBitmap } from './dirty.js';
+import { GuestMapping } from './dma-mapping.js';
 
 const U64_LIMIT = 1n << 64n;
-/** External ArrayBuffers top out near 4 GiB on Node 20; bigger maps use windows. */
-const MAX_SINGLE_MAPPING = 0x1_0000_0000 - 0x1000;
-const WINDOW_SIZE = 1 << 30;
 
 /** What the device learns about a DMA region (map and unmap notifications). */
 export interface DmaRegionInfo {
@@ -40,11 +38,8 @@ export class DmaRegion implements DmaRegionInfo {
   readonly writable: boolean;
   readonly fileOffset: bigint;
   fd: number | null;
-  /** mmap windows; windows[k] covers region bytes [k*windowSize, ...). */
-  private windows: (ArrayBuffer | null)[] = [];
-  private readonly windowSize: number;
-  /** Region offset of the start of windows[0] relative to its page-aligned mapping. */
-  private readonly lead: number;
+  /** The mmapped windows and the views on them; null for regions without an fd. */
+  readonly mapping: GuestMapping | null;
   dirty: DirtyBitmap | null = null;
   /** Writable views currently held by the device: dirty until released. */
   readonly heldWritable = new Set<{ offset: number; length: number }>();
@@ -57,14 +52,10 @@ export class DmaRegion implements DmaRegionInfo {
     this.writable = args.writable;
     this.fileOffset = args.offset;
     this.fd = args.fd;
-    this.lead = Number(args.offset % BigInt(pageSize));
-    this.windowSize = Number(args.size) + this.lead <= MAX_SINGLE_MAPPING ? Number(args.size) : WINDOW_SIZE;
-    if (this.fd !== null) {
-      const n = Math.ceil(Number(args.size) / this.windowSize);
-      this.windows = new Array<ArrayBuffer | null>(n).fill(null);
-      // Map eagerly when it fits in one window, so a bad fd fails the DMA_MAP.
-      if (n === 1) this.window(0);
-    }
+    this.mapping =
+      args.fd === null
+        ? null
+        : new GuestMapping({ fd: args.fd, fileOffset: args.offset, size: Number(args.size), readable: args.readable, writable: args.writable, pageSize });
   }
 
   get mapped(): boolean {
@@ -75,64 +66,46 @@ export class DmaRegion implements DmaRegionInfo {
     return { iova: this.iova, size: this.size, readable: this.readable, writable: this.writable, mapped: this.mapped };
   }
 
-  /** The ArrayBuffer of window k, mapping it on first use. */
-  private window(k: number): ArrayBuffer {
-    let ab = this.windows[k];
-    if (ab) return ab;
-    const start = k * this.windowSize;
-    const len = Math.min(this.windowSize, Number(this.size) - start);
-    const lead = k === 0 ? this.lead : 0;
-    const fileOff = this.fileOffset + BigInt(start) - BigInt(lead);
-    const prot = (this.readable ? 1 : 0) | (this.writable ? 2 : 0) || 1;
-    ab = native.mmap(this.fd!, fileOff, len + lead, prot);
-    this.windows[k] = ab;
-    return ab;
-  }
-
   /**
    * Zero-copy bytes for [offset, offset+length) of the region, or null when
    * the range crosses a window boundary (only in regions over 4 GiB).
    */
   bytes(offset: number, length: number): Uint8Array | null {
-    if (this.fd === null || this.released) return null;
-    const k = Math.floor(offset / this.windowSize);
-    const inWin = offset - k * this.windowSize;
-    if (inWin + length > this.windowSize) return null;
-    const lead = k === 0 ? this.lead : 0;
-    return new Uint8Array(this.window(k), lead + inWin, length);
-  }
-
-  /** Calls fn(bytes, at) for each window-sized piece of [offset, offset+length). */
-  private eachPiece(offset: number, length: number, fn: (bytes: Uint8Array, at: number) => void): void {
-    let done = 0;
-    while (done < length) {
-      const k = Math.floor((offset + done) / this.windowSize);
-      const inWin = offset + done - k * this.windowSize;
-      const n = Math.min(length - done, this.windowSize - inWin);
-      fn(this.bytes(offset + done, n)!, done);
-      done += n;
-    }
+    if (this.released || !this.mapping) return null;
+    return this.mapping.bytes(offset, length);
   }
 
   /** Copies out, across windows if needed. */
   copyOut(offset: number, dst: Uint8Array): void {
-    this.eachPiece(offset, dst.length, (b, at) => dst.set(b, at));
+    this.mapping!.copyOut(offset, dst);
   }
 
   copyIn(offset: number, src: Uint8Array): void {
-    this.eachPiece(offset, src.length, (b, at) => b.set(src.subarray(at, at + b.length)));
+    this.mapping!.copyIn(offset, src);
   }
 
   markDirty(offset: number, length: number): void {
     this.dirty?.mark(offset, length);
   }
 
-  /** Unmaps (detaching every view, which then reads as length 0) and closes the fd. */
-  release(): void {
-    if (this.released) return;
+  /**
+   * Waits until the device released every view of this region (read or
+   * write), at most `timeoutMs`. Resolves false when views are still held:
+   * release() then revokes them.
+   */
+  waitForViews(timeoutMs: number): Promise<boolean> {
+    return this.mapping ? this.mapping.waitForViews(timeoutMs) : Promise.resolve(true);
+  }
+
+  /**
+   * Unmaps and closes the fd. Views still held read as empty from now on,
+   * and their pages become inaccessible placeholders until released (see
+   * GuestMapping.unmap). Returns the number of views revoked.
+   */
+  release(): number {
+    if (this.released) return 0;
     this.released = true;
-    for (const ab of this.windows) if (ab) native.munmap(ab);
-    this.windows = [];
+    const revoked = this.mapping?.unmap() ?? 0;
     if (this.fd !== null) {
       try {
         native.close(this.fd);
@@ -141,6 +114,7 @@ export class DmaRegion implements DmaRegionInfo {
       }
     }
     this.heldWritable.clear();
+    return revoked;
   }
 }
 

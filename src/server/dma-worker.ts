@@ -3,19 +3,24 @@
 // itself: the main thread tells it about every fd-backed region (the fd
 // number is valid in the whole process) and, before it answers a DMA_UNMAP,
 // asks every worker to drop its mapping and waits for the acknowledgement.
+// A worker waits (up to the server's viewRevokeTimeoutMs) for its own views
+// of the region to be released first, and revokes those still held. Regions
+// over 4 GiB are mapped in windows, exactly as on the main thread.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from '../native/binding.js';
 import { Errno } from '../protocol/errno.js';
 import { DmaError, type DmaView, type IovaLike } from './dma.js';
+import { GuestMapping } from './dma-mapping.js';
 import type { DmaRegion } from './dma-table.js';
 
 type ToWorker =
   | { type: 'map'; iova: bigint; size: bigint; fileOffset: bigint; fd: number; readable: boolean; writable: boolean }
-  | { type: 'unmap'; iova: bigint; size: bigint; id: number };
+  | { type: 'unmap'; iova: bigint; size: bigint; id: number; timeoutMs: number };
 type ToMain = { type: 'unmapped'; id: number } | { type: 'dirty'; iova: bigint; length: number };
 
 /** What the main thread needs from the device context (kept minimal to avoid a cycle). */
 export interface DmaWorkerHostContext {
+  options: { viewRevokeTimeoutMs: number };
   dmaTable: { list(): readonly DmaRegion[]; at(iova: bigint): DmaRegion | undefined };
   addWorkerRevoker(revoke: (iova: bigint, size: bigint) => Promise<void>): () => void;
   addDmaMapListener(fn: (r: DmaRegion) => void): () => void;
@@ -45,7 +50,7 @@ export function createDmaWorkerPort(ctx: DmaWorkerHostContext): MessagePort {
         if (!open) return resolve();
         const id = nextId++;
         waiting.set(id, resolve);
-        send({ type: 'unmap', iova, size, id });
+        send({ type: 'unmap', iova, size, id, timeoutMs: ctx.options.viewRevokeTimeoutMs });
       }),
   );
   port1.on('message', (m: ToMain) => {
@@ -74,42 +79,63 @@ interface WorkerRegion {
   size: number;
   readable: boolean;
   writable: boolean;
-  buffer: ArrayBuffer;
-  lead: number;
+  mapping: GuestMapping;
+}
+
+/** What a worker's DMA counted (for logs and tests). */
+export interface WorkerDmaStats {
+  /** Regions mapped in windows (over 4 GiB). */
+  windowedRegions: number;
+  /** Accesses (views and copies) that went through a windowed region. */
+  windowedAccesses: number;
+  /** Highest guest address accessed through a windowed region (-1n: none). */
+  highestWindowedIova: bigint;
+  /** Views still held when their region was unmapped (revoked). */
+  revokedViews: number;
 }
 
 /** A worker's access to guest memory: the same zero-copy calls as ctx.dma for fd-backed regions. */
 export class WorkerDma {
   private regions: WorkerRegion[] = [];
+  readonly stats: WorkerDmaStats = { windowedRegions: 0, windowedAccesses: 0, highestWindowedIova: -1n, revokedViews: 0 };
 
   constructor(private readonly port: MessagePort) {
-    port.on('message', (m: ToWorker) => this.onMessage(m));
+    port.on('message', (m: ToWorker) => void this.onMessage(m));
   }
 
-  private onMessage(m: ToWorker): void {
+  private async onMessage(m: ToWorker): Promise<void> {
     if (m.type === 'map') {
-      const page = native.pageSize();
-      const lead = Number(m.fileOffset % BigInt(page));
-      const size = Number(m.size);
-      const prot = (m.readable ? native.PROT_READ : 0) | (m.writable ? native.PROT_WRITE : 0);
-      const buffer = native.mmap(m.fd, m.fileOffset - BigInt(lead), size + lead, prot || native.PROT_READ);
-      this.regions.push({ iova: m.iova, size, readable: m.readable, writable: m.writable, buffer, lead });
-      this.regions.sort((a, b) => (a.iova < b.iova ? -1 : 1));
-    } else {
-      const i = this.regions.findIndex((r) => r.iova === m.iova && BigInt(r.size) === m.size);
-      if (i >= 0) {
-        // Detach first: views this worker still holds read as empty from now on.
-        native.munmap(this.regions[i]!.buffer);
-        this.regions.splice(i, 1);
+      let mapping: GuestMapping;
+      try {
+        mapping = new GuestMapping({ fd: m.fd, fileOffset: m.fileOffset, size: Number(m.size), readable: m.readable, writable: m.writable, pageSize: native.pageSize() });
+      } catch {
+        // The main thread mapped this fd already; failing here (address
+        // space) leaves the region unreachable from this worker (ENOENT).
+        return;
       }
-      this.port.postMessage({ type: 'unmapped', id: m.id } satisfies ToMain);
+      if (mapping.windowCount > 1) this.stats.windowedRegions++;
+      this.regions.push({ iova: m.iova, size: Number(m.size), readable: m.readable, writable: m.writable, mapping });
+      this.regions.sort((a, b) => (a.iova < b.iova ? -1 : 1));
+      return;
     }
+    const i = this.regions.findIndex((r) => r.iova === m.iova && BigInt(r.size) === m.size);
+    if (i >= 0) {
+      // Out of the table first: no new views while the held ones drain.
+      const [r] = this.regions.splice(i, 1);
+      await r!.mapping.waitForViews(m.timeoutMs);
+      this.stats.revokedViews += r!.mapping.unmap();
+    }
+    this.port.postMessage({ type: 'unmapped', id: m.id } satisfies ToMain);
   }
 
   private find(iova: bigint, length: number, write: boolean): { r: WorkerRegion; off: number } {
     const r = this.regions.find((x) => iova >= x.iova && iova + BigInt(length) <= x.iova + BigInt(x.size));
     if (!r) throw new DmaError(Errno.ENOENT, `IOVA 0x${iova.toString(16)}+${length} is not mapped in this worker`);
     if (write && !r.writable) throw new DmaError(Errno.EACCES, 'region is mapped read-only');
+    if (r.mapping.windowCount > 1) {
+      this.stats.windowedAccesses++;
+      if (iova > this.stats.highestWindowedIova) this.stats.highestWindowedIova = iova;
+    }
     return { r, off: Number(iova - r.iova) };
   }
 
@@ -118,26 +144,46 @@ export class WorkerDma {
     return this.regions.length;
   }
 
-  /** A zero-copy view of guest memory mapped in this worker (see DmaController.view). */
+  /**
+   * A zero-copy view; it must lie in one region (and in one 1 GiB window of
+   * a region over 4 GiB). Release every view, read ones too: an unmap of
+   * its region waits for that.
+   */
   view(iova: IovaLike, length: number, opts: { write?: boolean } = {}): DmaView {
     const a = BigInt(iova);
     const write = opts.write ?? false;
     const { r, off } = this.find(a, length, write);
-    const bytes = new Uint8Array(r.buffer, r.lead + off, length);
-    if (!write) return { bytes, writable: false, release: () => {} };
+    const held = r.mapping.hold(off, length);
+    if (!held) throw new DmaError(Errno.EFAULT, `DMA view at 0x${a.toString(16)}+${length} crosses a 1 GiB window of a large region`);
+    const { bytes, hold } = held;
+    const mapping = r.mapping;
+    if (!write) return { bytes, writable: false, release: () => mapping.release(hold) };
     this.dirty(a, length);
-    return { bytes, writable: true, release: () => this.dirty(a, length) };
+    let released = false;
+    return {
+      bytes,
+      writable: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.dirty(a, length);
+        mapping.release(hold);
+      },
+    };
   }
 
   /** Copies guest memory out. */
   readSync(iova: IovaLike, length: number): Uint8Array {
-    return this.view(iova, length).bytes.slice();
+    const { r, off } = this.find(BigInt(iova), length, false);
+    const out = new Uint8Array(length);
+    r.mapping.copyOut(off, out);
+    return out;
   }
 
   /** Copies into guest memory and reports the pages dirty to the main thread. */
   writeSync(iova: IovaLike, data: Uint8Array): void {
     const { r, off } = this.find(BigInt(iova), data.length, true);
-    new Uint8Array(r.buffer, r.lead + off, data.length).set(data);
+    r.mapping.copyIn(off, data);
     this.dirty(BigInt(iova), data.length);
   }
 
@@ -156,7 +202,7 @@ export class WorkerDma {
 
   /** Unmaps everything and closes the port. */
   close(): void {
-    for (const r of this.regions) native.munmap(r.buffer);
+    for (const r of this.regions) r.mapping.unmap();
     this.regions = [];
     this.port.close();
   }

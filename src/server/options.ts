@@ -23,6 +23,15 @@ export interface ServerOptions {
    * x-msg-timeout, so the default is 4 s: the client gets ETIMEDOUT instead.
    */
   callbackTimeoutMs?: number;
+  /**
+   * How long DMA_UNMAP (and a disconnect) waits for the device, and every
+   * worker, to release its views of a region before revoking them: a view
+   * still held then reads as empty and its pages become inaccessible, so an
+   * access in flight fails (EFAULT) instead of reaching other memory.
+   * Default: half of callbackTimeoutMs, so the unmap is still answered in
+   * time; must be below callbackTimeoutMs.
+   */
+  viewRevokeTimeoutMs?: number;
   /** Timeout of server-initiated requests (DMA_READ/WRITE). Default 4000 ms. */
   requestTimeoutMs?: number;
   /** Socket file mode. Default 0o600. */
@@ -71,6 +80,7 @@ export function resolveOptions(o: ServerOptions, logger: Logger): ResolvedServer
     maxDmaRegions: o.maxDmaRegions ?? 65535,
     maxDirtyBitmapSize: o.maxDirtyBitmapSize ?? 256 * 1048576,
     callbackTimeoutMs: o.callbackTimeoutMs ?? 4000,
+    viewRevokeTimeoutMs: o.viewRevokeTimeoutMs ?? Math.floor((o.callbackTimeoutMs ?? 4000) / 2),
     requestTimeoutMs: o.requestTimeoutMs ?? 4000,
     socketMode: o.socketMode ?? 0o600,
     allowedUids: o.allowedUids ?? null,
@@ -80,13 +90,14 @@ export function resolveOptions(o: ServerOptions, logger: Logger): ResolvedServer
     maxQueuedCommands: o.maxQueuedCommands ?? 4096,
     dedicatedThread: o.dedicatedThread ?? false,
   };
-  const positive = ['maxMessageSize', 'maxDataXferSize', 'maxDmaRegions', 'maxDirtyBitmapSize', 'callbackTimeoutMs', 'requestTimeoutMs', 'maxQueuedCommands'] as const;
+  const positive = ['maxMessageSize', 'maxDataXferSize', 'maxDmaRegions', 'maxDirtyBitmapSize', 'callbackTimeoutMs', 'viewRevokeTimeoutMs', 'requestTimeoutMs', 'maxQueuedCommands'] as const;
   for (const k of positive) {
     if (!Number.isSafeInteger(r[k]) || r[k] <= 0) throw new RangeError(`option ${k} must be a positive integer`);
   }
   if (!Number.isInteger(r.maxMsgFds) || r.maxMsgFds < 1 || r.maxMsgFds > 16) throw new RangeError('maxMsgFds must be 1..16 (QEMU refuses more)');
   if (r.maxDataXferSize > 64 * 1048576) throw new RangeError('maxDataXferSize must be <= 64 MiB (QEMU refuses more)');
   if (r.maxMessageSize < r.maxDataXferSize + 32) throw new RangeError('maxMessageSize must hold a full transfer plus headers');
+  if (r.viewRevokeTimeoutMs >= r.callbackTimeoutMs) throw new RangeError('viewRevokeTimeoutMs must be below callbackTimeoutMs (the unmap must still be answered)');
   if (r.maxDmaRegions > 65535) throw new RangeError('maxDmaRegions must be <= 65535 (QEMU refuses more)');
   return r;
 }
