@@ -496,8 +496,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       } catch (e) {
         this.log.warn(`onUnmap failed: ${(e as Error).message}`);
       }
-      await this.revokeWorkerMappings(r);
-      r.release();
+      await this.retireRegion(r);
     }
     this.dmaTable.stopLogging();
     this.irqs.dropClient();
@@ -511,11 +510,28 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
 
   /**
    * Waits until no worker thread holds a mapping of `region` (DMA_UNMAP is
-   * answered only after that). Workers register through dma-worker.ts.
+   * answered only after that). Workers register through dma-worker.ts; each
+   * waits up to viewRevokeTimeoutMs for its views, then revokes them.
    * @internal
    */
   async revokeWorkerMappings(region: DmaRegion): Promise<void> {
     await Promise.all([...this.workerRevokers].map((revoke) => revoke(region.iova, region.size)));
+  }
+
+  /**
+   * Takes a region out of service after it left the table: waits (up to
+   * viewRevokeTimeoutMs) until the device released its views, read and
+   * write, and every worker dropped its mapping; then unmaps. Views still
+   * held are revoked (their pages become inaccessible: a readv in flight
+   * fails with EFAULT and can never reach memory mapped later).
+   * @internal
+   */
+  async retireRegion(region: DmaRegion): Promise<void> {
+    const [, allReleased] = await Promise.all([this.revokeWorkerMappings(region), region.waitForViews(this.options.viewRevokeTimeoutMs)]);
+    const revoked = region.release();
+    if (!allReleased && revoked > 0) {
+      this.log.warn(`DMA region 0x${region.iova.toString(16)}+0x${region.size.toString(16)} unmapped with ${revoked} view(s) still held: revoked`);
+    }
   }
 
   /** Called for every new DMA region (after the device's onMap); returns its removal. @internal */

@@ -15,13 +15,20 @@ export class DmaError extends VfioUserError {
   }
 }
 
-/** Zero-copy window on guest memory. Release it when done. */
+/**
+ * Zero-copy window on guest memory. Release it when done, read views too:
+ * DMA_UNMAP of the region waits for every view (up to the server's
+ * `viewRevokeTimeoutMs`, then revokes those still held).
+ */
 export interface DmaView {
   /** Reads as length 0 once the client unmapped the region. */
   readonly bytes: Uint8Array;
   /** The view was asked for with `write: true`. */
   readonly writable: boolean;
-  /** Ends the hold: a writable view stops being reported dirty (its pages were marked). */
+  /**
+   * Ends the hold (idempotent). A writable view stops being reported dirty
+   * (its pages were marked); an unmap waiting for this view goes on.
+   */
   release(): void;
 }
 
@@ -85,7 +92,10 @@ export class DmaController {
 
   /**
    * A zero-copy view of [iova, iova+length). It must lie in one fd-backed
-   * region. A writable view counts as dirty from now until release().
+   * region (and, in regions over 4 GiB, in one 1 GiB window of it). Every
+   * view, read or write, must be released: DMA_UNMAP of its region waits
+   * for that (at most `viewRevokeTimeoutMs`, then the view is revoked). A
+   * writable view counts as dirty from now until release().
    */
   view(iova: IovaLike, length: number, opts: { write?: boolean } = {}): DmaView {
     const write = opts.write ?? false;
@@ -93,22 +103,28 @@ export class DmaController {
     const segs = this.segments(iova, length, write);
     if (segs.length !== 1) throw new DmaError(Errno.EFAULT, 'DMA view spans more than one region');
     const s = segs[0]!;
-    const bytes = s.region.bytes(s.offset, s.length);
-    if (!bytes) throw new DmaError(Errno.EFAULT, 'region was mapped without an fd (use read/write)');
-    if (!write) return { bytes, writable: false, release: () => {} };
-    const hold = { offset: s.offset, length: s.length };
     const region = s.region;
-    region.heldWritable.add(hold);
+    if (!region.mapping) throw new DmaError(Errno.EFAULT, 'region was mapped without an fd (use read/write)');
+    const held = region.released ? null : region.mapping.hold(s.offset, s.length);
+    if (!held) throw new DmaError(Errno.EFAULT, `DMA view at 0x${toBig(iova).toString(16)}+${length} crosses a 1 GiB window of a large region (use read/write or smaller views)`);
+    const mapping = region.mapping;
+    const hold = held.hold;
+    if (!write) {
+      return { bytes: held.bytes, writable: false, release: () => mapping.release(hold) };
+    }
+    const dirtyHold = { offset: s.offset, length: s.length };
+    region.heldWritable.add(dirtyHold);
     region.markDirty(s.offset, s.length);
     let released = false;
     return {
-      bytes,
+      bytes: held.bytes,
       writable: true,
       release: () => {
         if (released) return;
         released = true;
-        region.markDirty(hold.offset, hold.length);
-        region.heldWritable.delete(hold);
+        region.markDirty(dirtyHold.offset, dirtyHold.length);
+        region.heldWritable.delete(dirtyHold);
+        mapping.release(hold);
       },
     };
   }

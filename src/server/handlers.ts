@@ -239,9 +239,8 @@ async function dmaUnmap(ctx: DeviceContext, payload: Uint8Array): Promise<Handle
       try {
         await ctx.description.dma?.onUnmap?.(r.info());
       } finally {
-        await ctx.revokeWorkerMappings(r);
-        // Unmapping detaches every view the device still holds: they read as empty from now on.
-        r.release();
+        // Every view, here and in workers, is released or revoked before the reply.
+        await ctx.retireRegion(r);
       }
     }
   });

@@ -197,7 +197,7 @@ test('IRQ ranges: start + count past 2^32, past the vectors, unknown index; fds 
 });
 
 test('DMA views stay inside their mapping; after an unmap the held view is empty and access fails', async () => {
-  const rig = await startRig('memory', { ...device() }, { requireBusMaster: false });
+  const rig = await startRig('memory', { ...device() }, { requireBusMaster: false, viewRevokeTimeoutMs: 50 });
   try {
     const fd = memfd(4 * PAGE, true);
     await rig.call(Command.DMA_MAP, dmaMap(3, BigInt(PAGE), 0x10000n, 2n * BigInt(PAGE)), [fd]);

@@ -322,7 +322,7 @@ for (const kind of TRANSPORTS) {
         onMap: (i) => void events.push(`map:${i.iova}:${i.mapped}`),
         onUnmap: (i) => void events.push(`unmap:${i.iova}`),
       };
-      const rig = await startRig(kind, desc, { requireBusMaster: false, maxDmaRegions: 3 });
+      const rig = await startRig(kind, desc, { requireBusMaster: false, maxDmaRegions: 3, viewRevokeTimeoutMs: 50 });
       try {
         const mem = native.memfdCreate('guest', false);
         native.ftruncate(mem, 0x10000);
@@ -351,7 +351,7 @@ for (const kind of TRANSPORTS) {
         const un = await rig.call(Command.DMA_UNMAP, encodeDmaUnmapRequest({ argsz: 24, flags: 0, address: 0x100000n, size: 0x4000n }));
         assert.equal(un.payload.length, 24);
         assert.deepEqual(decodeDmaUnmapReply(un.payload), { argsz: 24, flags: 0, address: 0x100000n, size: 0x4000n });
-        assert.equal(view.bytes.length, 0, 'a view held across an unmap is detached, not dangling');
+        assert.equal(view.bytes.length, 0, 'a view held across an unmap (past viewRevokeTimeoutMs) is detached, not dangling');
         view.release();
         assert.throws(() => rig.ctx.dma.readSync(0x100000, 1), { code: 'ERR_VFIO_USER_DMA' });
         await rig.call(Command.DMA_UNMAP, encodeDmaUnmapRequest({ flags: DmaUnmapFlags.ALL, address: 0n, size: 0n }));
