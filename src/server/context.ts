@@ -17,6 +17,7 @@ import { Connection } from './connection.js';
 import type { DeviceDescription, ResetReason } from './device.js';
 import { DmaController } from './dma.js';
 import { createDmaWorkerPort } from './dma-worker.js';
+import { createIrqWorkerPort } from './irq-worker.js';
 import { DmaTable, type DmaRegion } from './dma-table.js';
 import { fastCommand, handleCommand } from './handlers.js';
 import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './irqs.js';
@@ -102,6 +103,8 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   private msixTableDriven = false;
   private readonly workerRevokers = new Set<(iova: bigint, size: bigint) => Promise<void>>();
   private readonly dmaMapListeners = new Set<(r: DmaRegion) => void>();
+  /** Worker interrupt channels: refreshed after every change of interrupt state. */
+  private readonly irqStateListeners = new Set<() => void>();
 
   constructor(description: DeviceDescription, options: ServerOptions = {}) {
     super();
@@ -122,7 +125,10 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     this.config = new PciConfigSpace(this.pciDescription(), {
       onFlr: () => this.onFlr(),
       onCommandChange: () => this.onCommandChange(),
-      onMsixControlChange: (c) => this.msix?.setControl(c),
+      onMsixControlChange: (c) => {
+        this.msix?.setControl(c);
+        this.irqStateChanged();
+      },
     });
     // Region 7 is the config space, 256 or 4096 bytes, always read/write.
     this.regions[RegionIndex.CONFIG] = new Region(RegionIndex.CONFIG, {
@@ -136,6 +142,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       { ...description.irqs, msix: description.irqs?.msix ?? msixCap?.tableSize ?? 0 },
       {
         allowed: (index) => this.irqAllowed(index),
+        onChange: () => this.irqStateChanged(),
         message: (index, vector) => {
           const c = this.conn;
           if (!c || c.closed || !c.irqMessages) return false;
@@ -156,6 +163,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       table: this.dmaTable,
       maxBitmapSize: this.options.maxDirtyBitmapSize,
       quiesced: (fn) => this.quiesced(fn),
+      onState: () => this.irqStateChanged(),
     });
   }
 
@@ -202,6 +210,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       write: (off, d) => {
         this.msixTableDriven = true;
         table.writeTable(off, d);
+        this.irqStateChanged();
       },
     });
     pbaRegion.overlays.push({
@@ -265,6 +274,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   }
 
   private onCommandChange(): void {
+    this.irqStateChanged();
     // INTx-Disable cleared while the line is still asserted: the interrupt is delivered now.
     if (!this.config.intxDisabled && this.irqs.intxAsserted && this.irqs.count(IrqIndex.INTX) > 0) {
       this.irqs.trigger(IrqIndex.INTX, 0);
@@ -552,6 +562,37 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
    */
   dmaWorkerPort(): MessagePort {
     return createDmaWorkerPort(this);
+  }
+
+  /**
+   * A MessagePort for a worker thread that raises interrupts: pass it to the
+   * worker and call connectWorkerIrq(port) there. MSI and MSI-X triggers are
+   * written to the client's eventfd by the worker itself (through its own dup
+   * of the fd, so SET_IRQS can replace or close the fd at any time) when
+   * nothing gates them; others go through this thread's trigger().
+   */
+  irqWorkerPort(): MessagePort {
+    return createIrqWorkerPort({
+      irqCount: (index) => this.irqs.count(index),
+      directEventfd: (index, vector) => {
+        const c = this.conn;
+        if (!c || c.closed || c.irqMessages || !this.irqAllowed(index)) return -1;
+        // MSI-X masks the client drives through the table live in MsixTable: those go the long way.
+        if (index === IrqIndex.MSIX && this.msix && this.msixTableDriven) return -1;
+        return this.irqs.directFd(index, vector);
+      },
+      irqFdGeneration: (index, vector) => this.irqs.fdGeneration(index, vector),
+      trigger: (type, vector) => this.irq.trigger(type, vector),
+      addIrqStateListener: (fn) => {
+        this.irqStateListeners.add(fn);
+        return () => this.irqStateListeners.delete(fn);
+      },
+    });
+  }
+
+  /** Something that gates interrupts changed: worker channels republish what they may deliver directly. */
+  private irqStateChanged(): void {
+    for (const fn of this.irqStateListeners) fn();
   }
 
   /** Registers a revoker (one per worker channel); returns its removal. @internal */

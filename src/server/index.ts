@@ -23,4 +23,5 @@ export { MigrationFatalError, type MigrationController } from './migration.js';
 export { MigState, migStateName, nextHopTable } from './migration-fsm.js';
 export { Region, type IoEventFd } from './regions.js';
 export { stateMigration, encodeState, decodeState, type StateMigrationSpec, type StateSections } from './state-stream.js';
-export { connectWorkerDma, WorkerDma } from './dma-worker.js';
+export { connectWorkerDma, WorkerDma, type WorkerDmaStats } from './dma-worker.js';
+export { connectWorkerIrq, WorkerIrq, type WorkerIrqStats, type WorkerTriggerResult } from './irq-worker.js';

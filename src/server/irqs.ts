@@ -45,6 +45,8 @@ interface IndexState {
    * is signalled here with a single write().
    */
   deferred: number[];
+  /** Bumped whenever fds[v] is replaced, so holders of a dup can tell it is stale. */
+  fdGen: number[];
   masked: boolean[];
   pending: boolean[];
   /** Client-supplied eventfds whose signal means mask / unmask (QEMU's resample fd). */
@@ -57,6 +59,8 @@ export interface IrqHooks {
   allowed(index: number, vector: number): boolean;
   /** Called after every mask change, so the device can react (libvfio-user's irq-state callback). */
   onMaskChange?(index: number, start: number, count: number, masked: boolean): void;
+  /** Called after any change of fds, masks or pending state (worker interrupt channels refresh on it). */
+  onChange?(): void;
   /** Also deliver by message (our extension, for clients that asked for it). Return true if sent. */
   message?(index: number, vector: number): boolean;
 }
@@ -76,6 +80,7 @@ export class IrqTable {
       count,
       fds: new Array<number>(count).fill(-1),
       deferred: new Array<number>(count).fill(-1),
+      fdGen: new Array<number>(count).fill(0),
       masked: new Array<boolean>(count).fill(false),
       pending: new Array<boolean>(count).fill(false),
       maskFd: new Map(),
@@ -100,6 +105,22 @@ export class IrqTable {
 
   hasFd(index: number, vector: number): boolean {
     return (this.idx[index]?.fds[vector] ?? -1) >= 0;
+  }
+
+  /** How many times the fd of (index, vector) was replaced. */
+  fdGeneration(index: number, vector: number): number {
+    return this.idx[index]?.fdGen[vector] ?? 0;
+  }
+
+  /**
+   * The fd a trigger would write right now with one non-blocking write()
+   * (unmasked, a non-blocking eventfd), else -1: blocking eventfds are only
+   * written by the addon's writer thread. Gating by the device is the caller's.
+   */
+  directFd(index: number, vector: number): number {
+    const s = this.idx[index];
+    if (!s || s.masked[vector] || (s.deferred[vector] ?? -1) >= 0) return -1;
+    return s.fds[vector] ?? -1;
   }
 
   isMasked(index: number, vector: number): boolean {
@@ -170,6 +191,7 @@ export class IrqTable {
       }
     } finally {
       if (!kept) for (const fd of fds) safeClose(fd);
+      this.hooks.onChange?.();
     }
   }
 
@@ -179,6 +201,7 @@ export class IrqTable {
     if (old >= 0) safeClose(old);
     const d = s.deferred[v]!;
     if (d >= 0) native.eventfdDeferredClose(d);
+    s.fdGen[v] = (s.fdGen[v]! + 1) & 0x3fffffff;
     s.fds[v] = fd;
     // The fd's mode is learnt once here, not on every interrupt.
     s.deferred[v] = fd >= 0 && !native.isNonBlocking(fd) ? native.eventfdDeferredOpen(fd) : -1;
@@ -197,6 +220,7 @@ export class IrqTable {
       if (native.eventfdRead(fd) < 0n) return;
       this.setMask(index, vector, mask);
       this.hooks.onMaskChange?.(index, vector, 1, mask);
+      this.hooks.onChange?.();
     });
     poller.unref();
     poller.start(1);
@@ -252,7 +276,10 @@ export class IrqTable {
     // QEMU masks INTx itself when it sees the fd fire (it sends MASK, later
     // UNMASK after the guest's EOI); we mirror the auto-mask so a trigger in
     // between is held as pending, as vfio-pci does with AUTOMASKED.
-    if (index === IrqIndex.INTX) s.masked[vector] = true;
+    if (index === IrqIndex.INTX) {
+      s.masked[vector] = true;
+      this.hooks.onChange?.();
+    }
     return 'delivered';
   }
 
@@ -310,6 +337,7 @@ export class IrqTable {
       s.masked.fill(false);
       s.pending.fill(false);
     }
+    this.hooks.onChange?.();
   }
 }
 
