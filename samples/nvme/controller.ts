@@ -8,6 +8,7 @@ import type { Logger } from '../../src/util/logger.js';
 import { executeAdmin } from './admin.js';
 import { executeIo } from './io.js';
 import type { Namespace } from './namespace.js';
+import type { IoWorkerPool } from './workers/pool.js';
 import { contextMem, type GuestMem } from './prp.js';
 import { CompletionQueue, decodeSqe, NvmeStatus, SQE_SIZE, SubmissionQueue, type Completion, type CqState, type Sqe, type SqState } from './queues.js';
 import {
@@ -102,6 +103,8 @@ export class NvmeController {
   aers: number[] = [];
   /** Async events waiting for an AER (completion DW0 values). */
   events: number[] = [];
+  /** With --io-workers: the threads that serve the I/O queues (this thread keeps the admin queue). */
+  ioWorkers: IoWorkerPool | null = null;
   readonly stats: ControllerStats = { adminCommands: 0, ioCommands: 0, doorbells: 0, interrupts: 0, interruptsNotDelivered: 0, errors: 0, cqFullWaits: 0 };
 
   /** Migration: RUNNING or PRE_COPY. */
@@ -260,6 +263,7 @@ export class NvmeController {
     this.sqs.fill(undefined);
     this.cqs.fill(undefined);
     await this.drain();
+    await this.ioWorkers?.reset();
     this.dirty.clear();
     this.aers = [];
     this.events = [];
@@ -297,6 +301,7 @@ export class NvmeController {
         this.log.warn(`CQ ${qid} head doorbell ${value} ignored (${cq ? 'out of range' : 'no such queue'})`);
         return;
       }
+      if (qid !== 0 && this.ioWorkers?.ring(index, value)) return;
       const posted = cq.setHead(value, this.mem, (sqid) => this.sqs[sqid]?.head ?? 0);
       if (posted > 0) {
         this.dirty.add(cq);
@@ -310,6 +315,7 @@ export class NvmeController {
       this.log.warn(`SQ ${qid} tail doorbell ${value} ignored (${sq ? 'out of range' : 'no such queue'})`);
       return;
     }
+    if (qid !== 0 && this.ioWorkers?.ring(index, value)) return;
     sq.tail = value;
     this.schedule();
   }
@@ -366,6 +372,7 @@ export class NvmeController {
     let r: Completion | Promise<Completion> | null;
     try {
       r = sq.id === 0 ? executeAdmin(this, sqe) : executeIo(this, sqe);
+      if (sq.id === 0 && this.ioWorkers) r = this.ioWorkers.afterAdmin(this, sqe, r);
     } catch (e) {
       r = this.failure(e, sqe);
     }
@@ -436,12 +443,13 @@ export class NvmeController {
   }
 
   /** INTx is a level: asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS bit 0 is clear. */
-  private updateIntx(): void {
+  updateIntx(): void {
     if (!this.ctx) return;
     const messages = (this.ctx.config.msixControl()?.enabled ?? false) || (this.ctx.config.msiState()?.enabled ?? false);
     let want = false;
     if (!messages && !(this.intms & 1)) {
       for (const cq of this.cqs) if (cq && cq.ien && cq.outstanding > 0) want = true;
+      if (this.ioWorkers?.intxWanted) want = true;
     }
     this.setIntx(want);
   }
@@ -478,12 +486,14 @@ export class NvmeController {
     this.quiesced++;
     try {
       await this.drain();
+      await this.ioWorkers?.pause();
     } finally {
       // The library has no "resume" hook: the operation that asked for the
       // quiesce runs in the microtasks after this resolves, so resume on the
       // next macrotask.
       setImmediate(() => {
         this.quiesced--;
+        if (this.quiesced === 0) this.ioWorkers?.resume();
         this.schedule();
       });
     }

@@ -17,10 +17,14 @@ import type { ServerOptions } from '../../src/server/options.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { NvmeController, type ControllerStats } from './controller.js';
 import { Namespace } from './namespace.js';
-import { BAR0_SIZE, LIMITS, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET } from './registers.js';
+import { BAR0_SIZE, CSTS, LIMITS, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET } from './registers.js';
+import { IoWorkerPool } from './workers/pool.js';
+import type { IoWorkerStats } from './workers/stats.js';
 
 export { NvmeController } from './controller.js';
 export { Namespace, LBA_SIZE } from './namespace.js';
+export { IoWorkerPool, MAX_IO_WORKERS } from './workers/pool.js';
+export type { IoWorkerStats } from './workers/stats.js';
 export * from './registers.js';
 
 export const NVME_VENDOR_ID = 0x4e56; // not a PCI-SIG assignment: a sample's IDs
@@ -37,6 +41,12 @@ export interface NvmeDeviceOptions extends ServerOptions {
   /** Message interrupts offered: MSI-X (default) or MSI without MSI-X. */
   irq?: NvmeIrqMode;
   logger?: Logger;
+  /**
+   * Serve the I/O queues from this many worker threads (startNvmeDevice
+   * only). The controller's thread keeps the registers and the admin queue.
+   * Such a device does not migrate (its queue state lives in the workers).
+   */
+  ioWorkers?: number;
 }
 
 /** The message-signalled interrupt capability the controller offers. */
@@ -50,13 +60,53 @@ export interface NvmeDevice {
   controller: NvmeController;
   namespace: Namespace;
   readonly stats: ControllerStats;
+  /** The I/O workers' counters summed, or null without workers. */
+  ioWorkerStats(): IoWorkerStats | null;
   /** Closes the device and the backing file. */
   close(): Promise<void>;
 }
 
+/** Creates the NVMe device, every queue served on this thread (see startNvmeDevice for I/O workers). */
 export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
   const log = opts.logger ?? silentLogger;
-  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, irq = 'msix', ...serverOpts } = opts;
+  if ((opts.ioWorkers ?? 0) > 0) throw new RangeError('I/O workers start asynchronously: use startNvmeDevice()');
+  return buildDevice(opts, log, false);
+}
+
+/**
+ * Creates the NVMe device and, with `ioWorkers`, starts its I/O worker
+ * threads (resolves once each serves doorbells). Listen or attach after.
+ */
+export async function startNvmeDevice(opts: NvmeDeviceOptions): Promise<NvmeDevice> {
+  const log = opts.logger ?? silentLogger;
+  const n = opts.ioWorkers ?? 0;
+  const dev = buildDevice(opts, log, n > 0);
+  if (n === 0) return dev;
+  const c = dev.controller;
+  try {
+    c.ioWorkers = await IoWorkerPool.start(dev.ctx, {
+      workers: n,
+      backing: opts.backing,
+      size: opts.size,
+      readOnly: opts.readOnly ?? false,
+      maxQid: LIMITS.maxIoQueues,
+      log,
+      onFatal: (why) => {
+        log.error(`controller fatal status: ${why}`);
+        c.csts |= CSTS.CFS;
+      },
+      onIntxChange: () => c.updateIntx(),
+    });
+  } catch (e) {
+    await dev.close();
+    throw e;
+  }
+  log.info(`I/O queues served by ${n} worker thread(s)`);
+  return dev;
+}
+
+function buildDevice(opts: NvmeDeviceOptions, log: Logger, workers: boolean): NvmeDevice {
+  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, irq = 'msix', ioWorkers: _ioWorkers, ...serverOpts } = opts;
   const namespace = new Namespace({ path: backing, size, ...(readOnly !== undefined ? { readOnly } : {}) });
   const controller = new NvmeController(
     namespace,
@@ -90,12 +140,17 @@ export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
       irqs: irq === 'msi' ? { intx: 1, msi: NVME_MSI_VECTORS } : { intx: 1, msix: LIMITS.msixVectors },
       quiesce: () => controller.quiesce(),
       reset: (reason) => controller.reset(reason),
-      migration: {
-        transition: (to, from) => controller.migrationTransition(to, from),
-        read: (max) => controller.migrationRead(max),
-        write: (data) => controller.migrationWrite(data),
-        preCopy: false,
-      },
+      // The queue state of I/O workers is not part of the migration stream.
+      ...(workers
+        ? {}
+        : {
+            migration: {
+              transition: (to, from) => controller.migrationTransition(to, from),
+              read: (max) => controller.migrationRead(max),
+              write: (data) => controller.migrationWrite(data),
+              preCopy: false,
+            },
+          }),
     },
     { ...serverOpts, logger: log },
   );
@@ -107,8 +162,10 @@ export function createNvmeDevice(opts: NvmeDeviceOptions): NvmeDevice {
     get stats() {
       return controller.stats;
     },
+    ioWorkerStats: () => controller.ioWorkers?.totals() ?? null,
     async close() {
       await ctx.close();
+      await controller.ioWorkers?.close();
       namespace.close();
     },
   };
