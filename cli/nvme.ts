@@ -1,7 +1,7 @@
 // `vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] SOCKET`: serves the NVMe
 // sample controller (one namespace backed by FILE) to one client after
 // another until SIGINT/SIGTERM.
-import { createNvmeDevice, type NvmeIrqMode } from '../samples/nvme/index.js';
+import { MAX_IO_WORKERS, startNvmeDevice, type NvmeDevice, type NvmeIrqMode } from '../samples/nvme/index.js';
 import { consoleLogger } from '../src/util/logger.js';
 import { stringOption } from './args.js';
 import { DEDICATED_THREAD_OPTION, DEDICATED_THREAD_USAGE, serveUntilDone } from './serve.js';
@@ -9,7 +9,7 @@ import { SOCKET_OPTIONS, SOCKET_USAGE, socketSettings } from './socket-options.j
 import { UsageError, type CliCommand } from './types.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
+  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--io-workers N] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
@@ -19,6 +19,7 @@ export const NVME_USAGE = [
   '  --backing FILE             the namespace\'s backing file',
   '  --size SIZE                the namespace\'s size',
   '  --irq msix|msi             interrupt kind offered (default msix)',
+  `  --io-workers N             serve the I/O queues from N worker threads (1..${MAX_IO_WORKERS}); the device then does not migrate`,
   DEDICATED_THREAD_USAGE,
   SOCKET_USAGE,
   '',
@@ -34,11 +35,24 @@ export function parseSize(s: string): number {
   return v;
 }
 
+/** One line about the I/O workers' work so far (logged at info level after each client). */
+export function ioWorkersSummary(dev: NvmeDevice): string | null {
+  const pool = dev.controller.ioWorkers;
+  if (!pool) return null;
+  const per = pool.workerStats();
+  const t = dev.ioWorkerStats()!;
+  const high = t.highestWindowedIova >= 0 ? `0x${t.highestWindowedIova.toString(16)}` : 'none';
+  return (
+    `I/O workers: commands ${per.map((s) => s.ioCommands).join('/')}, interrupts ${t.interrupts} (${t.interruptsDirect} direct), ` +
+    `windowed regions ${t.windowedRegions}, windowed DMA ${t.windowedAccesses} up to IOVA ${high}, revoked views ${t.revokedViews}`
+  );
+}
+
 export const nvmeCommand: CliCommand = {
   name: 'nvme',
   summary: 'run the NVMe controller sample (one namespace backed by a file)',
   usage: NVME_USAGE,
-  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
+  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, 'io-workers': { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
   positionals: ['SOCKET'],
   async run(args, io) {
     const backing = stringOption(args, 'backing');
@@ -53,14 +67,24 @@ export const nvmeCommand: CliCommand = {
     }
     const irq = stringOption(args, 'irq') ?? 'msix';
     if (irq !== 'msix' && irq !== 'msi') throw new UsageError(`--irq wants msix or msi, not '${irq}'`);
+    const workersText = stringOption(args, 'io-workers');
+    const ioWorkers = workersText === undefined ? 0 : Number(workersText);
+    if (workersText !== undefined && (!/^\d+$/.test(workersText) || ioWorkers < 1 || ioWorkers > MAX_IO_WORKERS)) {
+      throw new UsageError(`--io-workers wants a number of threads from 1 to ${MAX_IO_WORKERS}, not '${workersText}'`);
+    }
     const { socketMode, owner } = socketSettings(args);
     // Warnings (a guest driver misusing the controller) show even without -v.
     const logger = consoleLogger(io.verbose ? 'debug' : 'warn', 'vfio-user nvme');
-    const dev = createNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode });
+    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers });
     logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
+    dev.ctx.on('disconnect', () => {
+      const line = ioWorkersSummary(dev);
+      if (line) logger.info(line);
+    });
     try {
       return await serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: false, dedicatedThread: args.values['dedicated-thread'] === true, owner });
     } finally {
+      await dev.controller.ioWorkers?.close();
       dev.namespace.close();
     }
   },
