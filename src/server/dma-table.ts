@@ -134,6 +134,8 @@ export class DmaTable {
   private readonly opts: DmaTableOptions;
   /** Page size for dirty logging while it is on, else null. */
   loggingPageSize: number | null = null;
+  /** Told when dirty logging starts or stops (worker channels publish it to their workers). */
+  private readonly loggingListeners = new Set<(on: boolean) => void>();
 
   constructor(opts: DmaTableOptions) {
     this.opts = opts;
@@ -243,13 +245,21 @@ export class DmaTable {
     return out;
   }
 
+  /** Registers a listener for dirty logging turning on or off; returns its removal. */
+  addLoggingListener(fn: (on: boolean) => void): () => void {
+    this.loggingListeners.add(fn);
+    return () => this.loggingListeners.delete(fn);
+  }
+
   startLogging(pageSize: number): void {
     this.loggingPageSize = pageSize;
+    for (const fn of this.loggingListeners) fn(true);
     for (const r of this.regions) if (r.mapped && !r.dirty) r.dirty = new DirtyBitmap(r.size, pageSize);
   }
 
   stopLogging(): void {
     this.loggingPageSize = null;
+    for (const fn of this.loggingListeners) fn(false);
     for (const r of this.regions) r.dirty = null;
   }
 

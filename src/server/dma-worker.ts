@@ -14,6 +14,7 @@ import { GuestMapping } from './dma-mapping.js';
 import type { DmaRegion } from './dma-table.js';
 
 type ToWorker =
+  | { type: 'setup'; logging: SharedArrayBuffer }
   | { type: 'map'; iova: bigint; size: bigint; fileOffset: bigint; fd: number; readable: boolean; writable: boolean }
   | { type: 'unmap'; iova: bigint; size: bigint; id: number; timeoutMs: number };
 type ToMain = { type: 'unmapped'; id: number } | { type: 'dirty'; iova: bigint; length: number };
@@ -21,7 +22,12 @@ type ToMain = { type: 'unmapped'; id: number } | { type: 'dirty'; iova: bigint; 
 /** What the main thread needs from the device context (kept minimal to avoid a cycle). */
 export interface DmaWorkerHostContext {
   options: { viewRevokeTimeoutMs: number };
-  dmaTable: { list(): readonly DmaRegion[]; at(iova: bigint): DmaRegion | undefined };
+  dmaTable: {
+    list(): readonly DmaRegion[];
+    at(iova: bigint): DmaRegion | undefined;
+    readonly loggingPageSize: number | null;
+    addLoggingListener(fn: (on: boolean) => void): () => void;
+  };
   addWorkerRevoker(revoke: (iova: bigint, size: bigint) => Promise<void>): () => void;
   addDmaMapListener(fn: (r: DmaRegion) => void): () => void;
 }
@@ -38,6 +44,13 @@ export function createDmaWorkerPort(ctx: DmaWorkerHostContext): MessagePort {
   const send = (m: ToWorker): void => {
     if (open) port1.postMessage(m);
   };
+  // Workers report the pages they write only while dirty logging is on:
+  // one Int32 they read (after writing) instead of a message per write.
+  const loggingBuffer = new SharedArrayBuffer(4);
+  const logging = new Int32Array(loggingBuffer);
+  Atomics.store(logging, 0, ctx.dmaTable.loggingPageSize !== null ? 1 : 0);
+  send({ type: 'setup', logging: loggingBuffer });
+  const stopLogging = ctx.dmaTable.addLoggingListener((on) => Atomics.store(logging, 0, on ? 1 : 0));
   const announce = (r: DmaRegion): void => {
     if (r.fd === null || r.released) return;
     send({ type: 'map', iova: r.iova, size: r.size, fileOffset: r.fileOffset, fd: r.fd, readable: r.readable, writable: r.writable });
@@ -66,6 +79,7 @@ export function createDmaWorkerPort(ctx: DmaWorkerHostContext): MessagePort {
   port1.on('close', () => {
     open = false;
     stopListening();
+    stopLogging();
     removeRevoker();
     for (const w of waiting.values()) w();
     waiting.clear();
@@ -97,6 +111,8 @@ export interface WorkerDmaStats {
 /** A worker's access to guest memory: the same zero-copy calls as ctx.dma for fd-backed regions. */
 export class WorkerDma {
   private regions: WorkerRegion[] = [];
+  /** Set by the main thread while dirty logging is on (until setup: report every write). */
+  private logging: Int32Array | null = null;
   readonly stats: WorkerDmaStats = { windowedRegions: 0, windowedAccesses: 0, highestWindowedIova: -1n, revokedViews: 0 };
 
   constructor(private readonly port: MessagePort) {
@@ -104,6 +120,10 @@ export class WorkerDma {
   }
 
   private async onMessage(m: ToWorker): Promise<void> {
+    if (m.type === 'setup') {
+      this.logging = new Int32Array(m.logging);
+      return;
+    }
     if (m.type === 'map') {
       let mapping: GuestMapping;
       try {
@@ -187,7 +207,13 @@ export class WorkerDma {
     this.dirty(BigInt(iova), data.length);
   }
 
+  /**
+   * Reports written pages to the main thread's dirty bitmaps while logging
+   * is on. Called after the write: the flag is read after the bytes are in
+   * memory, so a write racing with the start of logging is reported.
+   */
   private dirty(iova: bigint, length: number): void {
+    if (this.logging && Atomics.load(this.logging, 0) === 0) return;
     this.port.postMessage({ type: 'dirty', iova, length } satisfies ToMain);
   }
 
