@@ -45,6 +45,12 @@ export interface DeviceContextEvents {
   refused: [reason: string];
   /** Reserved: nothing emits it today (a request's error goes back to the client as an error reply, and to the logger). */
   error: [err: Error];
+  /**
+   * Interrupt routing or gating may have changed: SET_IRQS (fds, masks),
+   * MSI or MSI-X enable and masks, Bus Master, migration state. Devices that
+   * raise interrupts from other threads refresh what they publish there.
+   */
+  irqStateChange: [];
 }
 
 /** The device-facing interrupt API. */
@@ -129,6 +135,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
         this.msix?.setControl(c);
         this.irqStateChanged();
       },
+      onMsiChange: () => this.irqStateChanged(),
     });
     // Region 7 is the config space, 256 or 4096 bytes, always read/write.
     this.regions[RegionIndex.CONFIG] = new Region(RegionIndex.CONFIG, {
@@ -593,6 +600,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   /** Something that gates interrupts changed: worker channels republish what they may deliver directly. */
   private irqStateChanged(): void {
     for (const fn of this.irqStateListeners) fn();
+    this.emit('irqStateChange');
   }
 
   /** Registers a revoker (one per worker channel); returns its removal. @internal */

@@ -152,26 +152,33 @@ export class WorkerIrq {
 
   /** Raises a vector: straight to the client's eventfd when nothing gates it, else through the context's thread. */
   trigger(type: IrqType, vector = 0): WorkerTriggerResult {
-    const index = IRQ_TYPE_INDEX[type];
-    if (this.state && (index === IrqIndex.MSI || index === IrqIndex.MSIX) && vector >= 0 && vector < this.counts[index]!) {
-      const slot = slotOf(this.counts, index, vector);
-      const w = Atomics.load(this.state, slot);
-      const mine = this.fds[slot]!;
-      if (w & 1 && w >>> 1 === mine.generation && mine.fd >= 0) {
-        try {
-          // One non-blocking write (only non-blocking eventfds are direct);
-          // a full counter means the client has yet to read it: signalled.
-          native.eventfdSignal(mine.fd);
-          this.stats.delivered++;
-          return 'delivered';
-        } catch {
-          // fall through: the context's thread reports the failure
-        }
-      }
-    }
-    this.port.postMessage({ type: 'trigger', index, vector } satisfies ToMain);
+    if (this.tryDirect(type, vector)) return 'delivered';
+    this.port.postMessage({ type: 'trigger', index: IRQ_TYPE_INDEX[type], vector } satisfies ToMain);
     this.stats.forwarded++;
     return 'forwarded';
+  }
+
+  /**
+   * Writes the client's eventfd for (type, vector) from this thread if
+   * nothing gates it now; false otherwise, with nothing sent (the caller
+   * decides what the context's thread should do instead).
+   */
+  tryDirect(type: IrqType, vector = 0): boolean {
+    const index = IRQ_TYPE_INDEX[type];
+    if (!this.state || (index !== IrqIndex.MSI && index !== IrqIndex.MSIX) || vector < 0 || vector >= this.counts[index]!) return false;
+    const slot = slotOf(this.counts, index, vector);
+    const w = Atomics.load(this.state, slot);
+    const mine = this.fds[slot]!;
+    if (!(w & 1) || w >>> 1 !== mine.generation || mine.fd < 0) return false;
+    try {
+      // One non-blocking write (only non-blocking eventfds are direct);
+      // a full counter means the client has yet to read it: signalled.
+      native.eventfdSignal(mine.fd);
+    } catch {
+      return false;
+    }
+    this.stats.delivered++;
+    return true;
   }
 
   /** Stops using the channel; the context's thread closes the dups. */

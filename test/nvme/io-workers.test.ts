@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { CSTS, REG, startNvmeDevice, type NvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
+import type { IrqEvent } from '../../src/client/irqs.js';
 
 const SIZE = 8 << 20;
 
@@ -174,5 +175,51 @@ test('--io-workers: delete SQ waits for its commands; controller reset and re-en
     assert.equal((await r.host.r32(REG.CSTS)) & CSTS.CFS, 0);
   } finally {
     await r.close();
+  }
+});
+
+test('--io-workers with --irq msi: workers signal MSI vectors themselves (aliased by the low bits); INTx works through the controller', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nvme-workers-msi-'));
+  const dev = await startNvmeDevice({ backing: join(dir, 'disk.img'), size: 1 << 20, irq: 'msi', ioWorkers: 2 });
+  const client = await connectInMemory(dev.ctx);
+  try {
+    const host = await NvmeHost.attach(client, { msix: false });
+    const msi = await host.findCap(0x05);
+    const ctl = await client.regionRead(7, msi + 2, 2);
+    // MSI with 2 vectors enabled (MME = 1).
+    await client.regionWrite(7, msi + 2, new Uint8Array([(ctl[0]! & ~0x70) | 0x10 | 1, ctl[1]!]));
+    await client.enableIrqEventfds('msi', 0, 2);
+    const seen: string[] = [];
+    client.on('irq', (e: IrqEvent) => seen.push(`${e.index}:${e.vector}`));
+    await host.enable();
+    assert.equal((await host.admin({ opcode: 0x09, cdw10: 0x07, cdw11: (1 << 16) | 1 })).code, 0);
+    await host.createIoQueue(1, 16, 1);
+    await host.createIoQueue(2, 16, 3); // vector 3 of 2 enabled: signalled on 3 & 1 = 1
+    for (const q of [1, 2]) {
+      const data = pattern(4096, q + 20);
+      assert.equal((await host.write(q, q * 16, data)).code, 0);
+      assert.deepEqual((await host.read(q, q * 16, 4096)).data, data);
+    }
+    await until(() => dev.ioWorkerStats()!.interrupts >= 4, 'interrupts counted');
+    const t = dev.ioWorkerStats()!;
+    assert.equal(t.interruptsDirect, t.interrupts, `every I/O interrupt written by a worker: ${JSON.stringify(t)}`);
+    assert.ok(seen.includes('1:1'), `I/O completions on MSI vector 1: ${seen.join(' ')}`);
+    assert.ok(!seen.some((s) => s.startsWith('0:') || s.startsWith('2:')), `no INTx or MSI-X: ${seen.join(' ')}`);
+
+    // MSI off: the controller asserts INTx for the workers' CQs, and the host's reaping lowers it.
+    await client.regionWrite(7, msi + 2, new Uint8Array([ctl[0]! & ~0x71, ctl[1]!]));
+    await client.enableIrqEventfds('intx', 0, 1);
+    const mark = seen.length;
+    const data = pattern(512, 99);
+    assert.equal((await host.write(2, 200, data)).code, 0);
+    assert.deepEqual((await host.read(1, 200, 512)).data, data);
+    await until(() => seen.includes('0:0'), 'an INTx interrupt');
+    await until(() => !dev.ctx.irqs.intxAsserted, 'INTx deasserted once the host consumed the entries');
+    assert.ok(!seen.slice(mark).some((x) => x.startsWith('1:')), `no MSI once it is off: ${seen.slice(mark).join(' ')}`);
+    host.stop();
+  } finally {
+    await client.close();
+    await dev.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

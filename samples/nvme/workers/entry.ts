@@ -17,6 +17,7 @@ const worker = new IoWorker({
   irq: connectWorkerIrq(data.irqPort),
   doorbells: new DoorbellHandoff(data.doorbells),
   stats: data.stats,
+  irqMode: new Int32Array(data.irqMode),
   port: parentPort!,
 });
 await worker.run();

@@ -16,7 +16,7 @@ import type { GuestMem } from '../prp.js';
 import { CompletionQueue, decodeSqe, NvmeStatus, SQE_SIZE, SubmissionQueue, type Completion, type Sqe } from '../queues.js';
 import { SC, STATUS_DNR } from '../registers.js';
 import type { DoorbellHandoff } from './doorbells.js';
-import type { FromIoWorker, ToIoWorker } from './protocol.js';
+import { IRQ_MODE_MSIX, type FromIoWorker, type ToIoWorker } from './protocol.js';
 import { writeStats, type IoWorkerStats } from './stats.js';
 
 const isPromise = <T>(v: unknown): v is Promise<T> => typeof (v as { then?: unknown } | null)?.then === 'function';
@@ -31,6 +31,8 @@ export interface IoWorkerDeps {
   irq: WorkerIrq;
   doorbells: DoorbellHandoff;
   stats: SharedArrayBuffer;
+  /** The controller's interrupt mode, kept current by its thread (protocol.ts). */
+  irqMode: Int32Array;
   /** The controller's side (parentPort in a worker thread). */
   port: MessagePort;
 }
@@ -282,15 +284,26 @@ export class IoWorker {
     this.dirty.add(cq);
   }
 
-  /** Raises the vector of every CQ that got entries; MSI-X straight to the client's eventfd when nothing gates it. */
+  /**
+   * Raises the vector of every CQ that got entries: MSI-X or MSI straight to
+   * the client's eventfd when nothing gates it, else by the controller's
+   * thread (masks and pending bits, or INTx through updateIntx).
+   */
   private flushInterrupts(): void {
     if (this.dirty.size > 0) {
+      const mode = Atomics.load(this.deps.irqMode, 0);
       for (const cq of this.dirty) {
         if (!cq.ien || cq.unsignalled === 0) continue;
         cq.unsignalled = 0;
         this.counters.interrupts++;
-        if (this.deps.irq.trigger('msix', cq.iv) === 'delivered') this.counters.interruptsDirect++;
-        else this.counters.interruptsForwarded++;
+        // MSI with fewer vectors than CQ vectors in use aliases by the low bits, as on the controller's thread.
+        const direct =
+          mode === IRQ_MODE_MSIX ? this.deps.irq.tryDirect('msix', cq.iv) : mode > 0 ? this.deps.irq.tryDirect('msi', cq.iv & (mode - 1)) : false;
+        if (direct) this.counters.interruptsDirect++;
+        else if (mode !== 0) {
+          this.counters.interruptsForwarded++;
+          this.send({ type: 'irq', iv: cq.iv });
+        }
       }
       this.dirty.clear();
     }

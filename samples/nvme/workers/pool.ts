@@ -13,7 +13,7 @@ import type { NvmeController } from '../controller.js';
 import type { Completion, CompletionQueue, Sqe, SubmissionQueue } from '../queues.js';
 import { ADMIN_OPC } from '../registers.js';
 import { DoorbellHandoff } from './doorbells.js';
-import type { FromIoWorker, IoWorkerData, ToIoWorker } from './protocol.js';
+import { IRQ_MODE_MSIX, IRQ_MODE_NONE, type FromIoWorker, type IoWorkerData, type ToIoWorker } from './protocol.js';
 import { createStatsBuffer, readStats, STAT_FIELDS, type IoWorkerStats } from './stats.js';
 
 /** Most I/O worker threads a controller may have. */
@@ -55,11 +55,17 @@ export class IoWorkerPool {
   readonly doorbells: DoorbellHandoff;
   private readonly slots: Slot[] = [];
   private readonly statsBuffer: SharedArrayBuffer;
+  /** The interrupt mode the workers read (protocol.ts), refreshed here whenever it may have changed. */
+  private readonly irqMode = new Int32Array(new SharedArrayBuffer(4));
   private readonly waiting = new Map<number, () => void>();
   private nextSeq = 1;
+  private stopWatching: () => void = () => {};
   private closing = false;
 
-  private constructor(private readonly opts: IoWorkerPoolOptions) {
+  private constructor(
+    private readonly ctx: DeviceContext,
+    private readonly opts: IoWorkerPoolOptions,
+  ) {
     this.doorbells = DoorbellHandoff.create(opts.maxQid, opts.workers);
     this.statsBuffer = createStatsBuffer(opts.workers);
   }
@@ -69,7 +75,10 @@ export class IoWorkerPool {
     if (!Number.isInteger(opts.workers) || opts.workers < 1 || opts.workers > MAX_IO_WORKERS) {
       throw new RangeError(`I/O workers must be 1..${MAX_IO_WORKERS}, not ${opts.workers}`);
     }
-    const pool = new IoWorkerPool(opts);
+    const pool = new IoWorkerPool(ctx, opts);
+    const refresh = (): void => void pool.refreshIrqMode();
+    ctx.on('irqStateChange', refresh);
+    pool.stopWatching = () => ctx.off('irqStateChange', refresh);
     const { url, entry } = workerEntry();
     const ready: Promise<void>[] = [];
     for (let i = 0; i < opts.workers; i++) {
@@ -82,6 +91,7 @@ export class IoWorkerPool {
         readOnly: opts.readOnly,
         doorbells: pool.doorbells.buffers,
         stats: pool.statsBuffer,
+        irqMode: pool.irqMode.buffer as SharedArrayBuffer,
         dmaPort,
         irqPort,
         ...(entry ? { entry } : {}),
@@ -131,6 +141,13 @@ export class IoWorkerPool {
       case 'fatal':
         this.opts.onFatal(m.message);
         return;
+      case 'irq': {
+        // The worker could not write the eventfd itself (masked, gated, no fd yet, or a mode change).
+        const mode = this.refreshIrqMode();
+        if (mode === IRQ_MODE_MSIX) this.ctx.irq.trigger('msix', m.iv);
+        else if (mode > 0) this.ctx.irq.trigger('msi', m.iv & (mode - 1));
+        return;
+      }
       case 'intx':
         slot.intx = m.want;
         this.opts.onIntxChange();
@@ -169,8 +186,24 @@ export class IoWorkerPool {
     ).then(() => undefined);
   }
 
+  /**
+   * Publishes how interrupts go now: MSI-X, MSI with its enabled vector
+   * count, or neither (INTx, from the workers' shares of the level). The
+   * context says when interrupt state changes (MSI or MSI-X enable among
+   * it); refreshed also on queue creation, every resume and whenever a
+   * worker hands an interrupt back.
+   */
+  refreshIrqMode(): number {
+    const cfg = this.ctx.config;
+    const msi = cfg.msiState();
+    const mode = cfg.msixControl()?.enabled ? IRQ_MODE_MSIX : msi?.enabled ? msi.vectors : IRQ_MODE_NONE;
+    Atomics.store(this.irqMode, 0, mode);
+    return mode;
+  }
+
   /** An I/O CQ was created: its worker serves it from now on. */
   createCq(cq: CompletionQueue): void {
+    this.refreshIrqMode();
     const w = this.workerFor(cq.id);
     this.doorbells.assign(cq.id, w);
     this.post(w, { type: 'createCq', id: cq.id, base: cq.base, size: cq.size, iv: cq.iv, ien: cq.ien });
@@ -241,6 +274,7 @@ export class IoWorkerPool {
   }
 
   resume(): void {
+    this.refreshIrqMode();
     for (let w = 0; w < this.slots.length; w++) this.post(w, { type: 'resume' });
   }
 
@@ -274,6 +308,7 @@ export class IoWorkerPool {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.stopWatching();
     for (const w of this.waiting.values()) w();
     this.waiting.clear();
     await Promise.all(this.slots.map((s) => s.worker.terminate()));

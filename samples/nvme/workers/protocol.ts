@@ -11,6 +11,8 @@ export interface IoWorkerData {
   size: number;
   readOnly: boolean;
   doorbells: DoorbellBuffers;
+  /** Int32: the controller's interrupt mode (IRQ_MODE_* in protocol.ts, or MSI's vector count). */
+  irqMode: SharedArrayBuffer;
   /** Float64 counters, STAT_FIELDS per worker (see stats.ts). */
   stats: SharedArrayBuffer;
   dmaPort: MessagePort;
@@ -18,6 +20,11 @@ export interface IoWorkerData {
   /** Entry module to load after the bootstrap (TypeScript sources run through tsx). */
   entry?: string;
 }
+
+/** irqMode value: neither MSI-X nor MSI is enabled (INTx, or nothing). */
+export const IRQ_MODE_NONE = 0;
+/** irqMode value: MSI-X is enabled. Positive values: MSI with that many vectors. */
+export const IRQ_MODE_MSIX = -1;
 
 export type ToIoWorker =
   | { type: 'createCq'; id: number; base: bigint; size: number; iv: number; ien: boolean }
@@ -34,6 +41,8 @@ export type FromIoWorker =
   | { type: 'ready' }
   | { type: 'done'; seq: number }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
+  /** Raise CQ vector `iv` the controller's way (it could not be written from the worker). */
+  | { type: 'irq'; iv: number }
   /** The controller must report fatal status (CSTS.CFS). */
   | { type: 'fatal'; message: string }
   /** This worker's share of the INTx level (an interrupt-enabled CQ holds unconsumed entries). */
