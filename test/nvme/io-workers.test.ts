@@ -223,3 +223,29 @@ test('--io-workers with --irq msi: workers signal MSI vectors themselves (aliase
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--io-workers: the workers\' command set refuses what the controller refuses and zeroes what it zeroes', async () => {
+  const r = await rig();
+  try {
+    const h = r.host;
+    const buf = h.alloc(4096);
+    const blocks = SIZE / 512;
+    assert.equal((await h.submit(1, { opcode: 0x02, nsid: 2, prp1: buf, cdw12: 0 })).code, 0x0b, 'invalid namespace');
+    assert.equal((await h.submit(2, { opcode: 0x02, nsid: 1, prp1: buf, cdw10: blocks, cdw12: 0 })).code, 0x80, 'LBA out of range');
+    assert.equal((await h.submit(1, { opcode: 0x7f, nsid: 1 })).code, 0x01, 'invalid opcode');
+    assert.equal((await h.submit(2, { opcode: 0x02, nsid: 1, flags: 0x40, prp1: buf, cdw12: 0 })).code, 0x02, 'SGLs refused');
+    assert.equal((await h.submit(1, { opcode: 0x02, nsid: 1, prp1: buf + 2n, cdw12: 0 })).code, 0x13, 'PRP1 not dword aligned');
+    assert.equal((await h.submit(1, { opcode: 0x02, nsid: 1, prp1: 0x7fff_0000_0000n, cdw12: 0 })).code, 0x04, 'unmapped data page');
+    // Write Zeroes over written data, then read back zeros; broadcast flush; a DSM range list.
+    assert.equal((await h.write(1, 64, pattern(8192, 5))).code, 0);
+    assert.equal((await h.submit(2, { opcode: 0x08, nsid: 1, cdw10: 64, cdw12: 15 })).code, 0);
+    assert.ok((await h.read(1, 64, 8192)).data.every((b) => b === 0), 'zeroed');
+    assert.equal((await h.submit(2, { opcode: 0x00, nsid: 0xffffffff })).code, 0, 'broadcast flush');
+    const ranges = h.alloc(4096);
+    new DataView(h.mem.bytes.buffer, h.mem.bytes.byteOffset + Number(ranges)).setUint32(4, 8, true);
+    assert.equal((await h.submit(1, { opcode: 0x09, nsid: 1, prp1: ranges, cdw10: 0, cdw11: 4 })).code, 0, 'DSM');
+    assert.equal((await h.r32(REG.CSTS)) & CSTS.CFS, 0, 'no fatal status');
+  } finally {
+    await r.close();
+  }
+});

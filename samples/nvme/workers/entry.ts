@@ -3,16 +3,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { connectWorkerDma } from '../../../src/server/dma-worker.js';
 import { connectWorkerIrq } from '../../../src/server/irq-worker.js';
-import { Namespace } from '../namespace.js';
+import { WorkerBacking } from './backing.js';
 import { DoorbellHandoff } from './doorbells.js';
 import { IoWorker } from './io-worker.js';
 import type { IoWorkerData } from './protocol.js';
 
 const data = workerData as IoWorkerData;
-const ns = new Namespace({ path: data.backing, size: data.size, readOnly: data.readOnly });
+const backing = new WorkerBacking(data.backing, data.size, data.readOnly);
 const worker = new IoWorker({
   index: data.index,
-  ns,
+  backing,
   dma: connectWorkerDma(data.dmaPort),
   irq: connectWorkerIrq(data.irqPort),
   doorbells: new DoorbellHandoff(data.doorbells),
@@ -21,4 +21,4 @@ const worker = new IoWorker({
   port: parentPort!,
 });
 await worker.run();
-ns.close();
+backing.close();

@@ -9,14 +9,13 @@ import type { MessagePort } from 'node:worker_threads';
 import type { WorkerDma } from '../../../src/server/dma-worker.js';
 import type { WorkerIrq } from '../../../src/server/irq-worker.js';
 import type { Logger } from '../../../src/util/logger.js';
-import { NvmeController } from '../controller.js';
-import { executeIo } from '../io.js';
-import type { Namespace } from '../namespace.js';
-import type { GuestMem } from '../prp.js';
-import { CompletionQueue, decodeSqe, NvmeStatus, SQE_SIZE, SubmissionQueue, type Completion, type Sqe } from '../queues.js';
+import { NvmeStatus, type Completion } from '../queues.js';
 import { SC, STATUS_DNR } from '../registers.js';
+import type { WorkerBacking } from './backing.js';
+import { executeWorkerIo, type IoTarget } from './commands.js';
 import type { DoorbellHandoff } from './doorbells.js';
 import { IRQ_MODE_MSIX, type FromIoWorker, type ToIoWorker } from './protocol.js';
+import { WorkerCq, WorkerSq, type WorkerSqe } from './rings.js';
 import { writeStats, type IoWorkerStats } from './stats.js';
 
 const isPromise = <T>(v: unknown): v is Promise<T> => typeof (v as { then?: unknown } | null)?.then === 'function';
@@ -26,7 +25,7 @@ const BURST = 32;
 /** What an IoWorker runs on. */
 export interface IoWorkerDeps {
   index: number;
-  ns: Namespace;
+  backing: WorkerBacking;
   dma: WorkerDma;
   irq: WorkerIrq;
   doorbells: DoorbellHandoff;
@@ -37,24 +36,13 @@ export interface IoWorkerDeps {
   port: MessagePort;
 }
 
-/** Guest memory through this worker's own mapping. */
-function workerMem(dma: WorkerDma): GuestMem {
-  return {
-    readSync: (iova, len) => dma.readSync(iova, len),
-    writeSync: (iova, data) => dma.writeSync(iova, data),
-    view: (iova, len, write) => dma.view(iova, len, { write }),
-  };
-}
-
 export class IoWorker {
-  private readonly sqs = new Map<number, SubmissionQueue>();
-  private readonly cqs = new Map<number, CompletionQueue>();
+  private readonly sqs = new Map<number, WorkerSq>();
+  private readonly cqs = new Map<number, WorkerCq>();
   /** CQ head values last seen per CQ id. */
   private readonly cqHeads = new Map<number, number>();
-  private readonly dirty = new Set<CompletionQueue>();
-  /** The I/O command handlers run against this: the namespace and guest memory (its register state is unused). */
-  private readonly io: NvmeController;
-  private readonly mem: GuestMem;
+  private readonly dirty = new Set<WorkerCq>();
+  private readonly io: IoTarget;
   private readonly log: Logger;
   private readonly counters: IoWorkerStats = {
     ioCommands: 0,
@@ -81,12 +69,10 @@ export class IoWorker {
   private closed = false;
 
   constructor(private readonly deps: IoWorkerDeps) {
-    this.mem = workerMem(deps.dma);
+    this.io = { dma: deps.dma, backing: deps.backing };
     const send = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string) =>
       this.send({ type: 'log', level, message: `io worker ${deps.index}: ${message}` });
     this.log = { debug: () => {}, info: send('info'), warn: send('warn'), error: send('error') };
-    this.io = new NvmeController(deps.ns, { serial: '', model: '', firmware: '', vendorId: 0, subsystemVendorId: 0 }, this.log);
-    this.io.mem = this.mem;
     deps.port.on('message', (m: ToIoWorker) => void this.onMessage(m));
   }
 
@@ -116,11 +102,11 @@ export class IoWorker {
   private async onMessage(m: ToIoWorker): Promise<void> {
     switch (m.type) {
       case 'createCq':
-        this.cqs.set(m.id, new CompletionQueue(m.id, m.base, m.size, m.iv, m.ien));
+        this.cqs.set(m.id, new WorkerCq(m.id, m.base, m.size, m.iv, m.ien));
         this.cqHeads.set(m.id, 0);
         return;
       case 'createSq':
-        this.sqs.set(m.id, new SubmissionQueue(m.id, m.base, m.size, m.cqid, m.prio));
+        this.sqs.set(m.id, new WorkerSq(m.id, m.base, m.size, m.cqid));
         // Doorbells may have been rung before this message arrived.
         this.service();
         return;
@@ -182,7 +168,7 @@ export class IoWorker {
       }
       let posted: number;
       try {
-        posted = cq.setHead(head, this.mem, (sqid) => this.sqs.get(sqid)?.head ?? 0);
+        posted = cq.setHead(head, this.deps.dma, (sqid) => this.sqs.get(sqid)?.head ?? 0);
       } catch (e) {
         this.fatal(`CQ ${cq.id} unwritable: ${(e as Error).message}`);
         return;
@@ -215,15 +201,14 @@ export class IoWorker {
     for (const sq of this.sqs.values()) {
       if (sq.deleted) continue;
       for (let n = 0; n < BURST && !sq.empty && !this.paused; n++) {
-        const at = sq.take();
-        let raw: Uint8Array;
+        let sqe: WorkerSqe;
         try {
-          raw = this.mem.readSync(at, SQE_SIZE);
+          sqe = sq.fetch(this.deps.dma);
         } catch (e) {
-          this.fatal(`SQ ${sq.id} entry at 0x${at.toString(16)} unreadable: ${(e as Error).message}`);
+          this.fatal(`SQ ${sq.id} entry ${sq.head} unreadable: ${(e as Error).message}`);
           return;
         }
-        this.execute(sq, decodeSqe(raw));
+        this.execute(sq, sqe);
       }
       if (!sq.empty) more = true;
     }
@@ -232,12 +217,12 @@ export class IoWorker {
     if (more && !this.paused) this.schedule();
   }
 
-  private execute(sq: SubmissionQueue, sqe: Sqe): void {
+  private execute(sq: WorkerSq, sqe: WorkerSqe): void {
     const gen = this.generation;
     this.counters.ioCommands++;
     let r: Completion | Promise<Completion>;
     try {
-      r = executeIo(this.io, sqe);
+      r = executeWorkerIo(this.io, sqe);
     } catch (e) {
       r = this.failure(e, sqe);
     }
@@ -253,7 +238,7 @@ export class IoWorker {
     );
   }
 
-  private finish(sq: SubmissionQueue, sqe: Sqe, gen: number, c: Completion): void {
+  private finish(sq: WorkerSq, sqe: WorkerSqe, gen: number, c: Completion): void {
     sq.inflight--;
     this.inflight--;
     if (gen === this.generation) {
@@ -265,18 +250,18 @@ export class IoWorker {
     if (sq.inflight === 0) sq.onIdle?.();
   }
 
-  private failure(e: unknown, sqe: Sqe): Completion {
+  private failure(e: unknown, sqe: WorkerSqe): Completion {
     this.counters.errors++;
     if (e instanceof NvmeStatus) return { result: 0, status: e.status };
     this.log.error(`command 0x${sqe.opcode.toString(16)} cid ${sqe.cid} failed: ${(e as Error).stack ?? String(e)}`);
     return { result: 0, status: SC.INTERNAL | STATUS_DNR };
   }
 
-  private complete(sq: SubmissionQueue, cid: number, c: Completion): void {
+  private complete(sq: WorkerSq, cid: number, c: Completion): void {
     const cq = this.cqs.get(sq.cqid);
     if (!cq) return;
     try {
-      cq.post(this.mem, { result: c.result, sqid: sq.id, cid, status: c.status }, sq.head);
+      cq.post(this.deps.dma, { result: c.result, sqid: sq.id, cid, status: c.status }, sq.head);
     } catch (e) {
       this.fatal(`CQ ${cq.id} unwritable: ${(e as Error).message}`);
       return;
@@ -326,7 +311,7 @@ export class IoWorker {
 
   private publishStats(): void {
     const c = this.counters;
-    const ns = this.deps.ns.stats;
+    const ns = this.deps.backing.stats;
     const d = this.deps.dma.stats;
     c.readCommands = ns.readCommands;
     c.writeCommands = ns.writeCommands;

@@ -206,14 +206,14 @@ export class IoWorkerPool {
     this.refreshIrqMode();
     const w = this.workerFor(cq.id);
     this.doorbells.assign(cq.id, w);
-    this.post(w, { type: 'createCq', id: cq.id, base: cq.base, size: cq.size, iv: cq.iv, ien: cq.ien });
+    this.post(w, { type: 'createCq', id: cq.id, base: Number(cq.base), size: cq.size, iv: cq.iv, ien: cq.ien });
   }
 
   /** An I/O SQ was created: served by the worker of its CQ. */
   createSq(sq: SubmissionQueue): void {
     const w = this.workerFor(sq.cqid);
     this.doorbells.assign(sq.id, w);
-    this.post(w, { type: 'createSq', id: sq.id, base: sq.base, size: sq.size, cqid: sq.cqid, prio: sq.prio });
+    this.post(w, { type: 'createSq', id: sq.id, base: Number(sq.base), size: sq.size, cqid: sq.cqid });
   }
 
   /** Resolves once the SQ's running commands completed and its worker dropped it. */

@@ -27,8 +27,8 @@ export const IRQ_MODE_NONE = 0;
 export const IRQ_MODE_MSIX = -1;
 
 export type ToIoWorker =
-  | { type: 'createCq'; id: number; base: bigint; size: number; iv: number; ien: boolean }
-  | { type: 'createSq'; id: number; base: bigint; size: number; cqid: number; prio: number }
+  | { type: 'createCq'; id: number; base: number; size: number; iv: number; ien: boolean }
+  | { type: 'createSq'; id: number; base: number; size: number; cqid: number }
   | { type: 'deleteSq'; id: number; seq: number }
   | { type: 'deleteCq'; id: number }
   /** Stop fetching and wait until no command runs; answered with done. */
