@@ -371,8 +371,7 @@ export class NvmeController {
     else this.stats.ioCommands++;
     let r: Completion | Promise<Completion> | null;
     try {
-      r = sq.id === 0 ? executeAdmin(this, sqe) : executeIo(this, sqe);
-      if (sq.id === 0 && this.ioWorkers) r = this.ioWorkers.afterAdmin(this, sqe, r);
+      r = sq.id === 0 ? (this.ioWorkers ? this.ioWorkers.admin(this, sqe, executeAdmin) : executeAdmin(this, sqe)) : executeIo(this, sqe);
     } catch (e) {
       r = this.failure(e, sqe);
     }

@@ -244,6 +244,8 @@ test('--io-workers: the workers\' command set refuses what the controller refuse
     const ranges = h.alloc(4096);
     new DataView(h.mem.bytes.buffer, h.mem.bytes.byteOffset + Number(ranges)).setUint32(4, 8, true);
     assert.equal((await h.submit(1, { opcode: 0x09, nsid: 1, prp1: ranges, cdw10: 0, cdw11: 4 })).code, 0, 'DSM');
+    // Shadow doorbells would bypass the workers' doorbell hand-off: not offered with workers.
+    assert.equal((await h.admin({ opcode: 0x7c, prp1: h.alloc(4096), prp2: h.alloc(4096) })).code, 0x01, 'Doorbell Buffer Config refused');
     assert.equal((await h.r32(REG.CSTS)) & CSTS.CFS, 0, 'no fatal status');
   } finally {
     await r.close();

@@ -10,8 +10,8 @@ import { Worker } from 'node:worker_threads';
 import type { DeviceContext } from '../../../src/server/context.js';
 import type { Logger } from '../../../src/util/logger.js';
 import type { NvmeController } from '../controller.js';
-import type { Completion, CompletionQueue, Sqe, SubmissionQueue } from '../queues.js';
-import { ADMIN_OPC } from '../registers.js';
+import { NvmeStatus, type Completion, type CompletionQueue, type Sqe, type SubmissionQueue } from '../queues.js';
+import { ADMIN_OPC, SC } from '../registers.js';
 import { DoorbellHandoff } from './doorbells.js';
 import { IRQ_MODE_MSIX, IRQ_MODE_NONE, type FromIoWorker, type IoWorkerData, type ToIoWorker } from './protocol.js';
 import { createStatsBuffer, readStats, STAT_FIELDS, type IoWorkerStats } from './stats.js';
@@ -232,6 +232,23 @@ export class IoWorkerPool {
   /** A doorbell of an I/O queue (index 2*qid or 2*qid+1). False when no worker serves the queue. */
   ring(index: number, value: number): boolean {
     return this.doorbells.ring(index, value);
+  }
+
+  /**
+   * Runs an admin command with the workers in mind: Doorbell Buffer Config
+   * is refused (the workers read their doorbells from shared memory, not
+   * from shadow doorbells in guest memory; Linux then goes on with MMIO
+   * doorbells), and queue creation and deletion are mirrored (afterAdmin).
+   */
+  admin<S extends Sqe>(
+    c: NvmeController,
+    sqe: S,
+    run: (c: NvmeController, sqe: S) => Completion | Promise<Completion> | null,
+  ): Completion | Promise<Completion> | null {
+    if (sqe.opcode === ADMIN_OPC.DOORBELL_BUFFER_CONFIG) {
+      throw new NvmeStatus(SC.INVALID_OPCODE, 'shadow doorbells are not offered with I/O workers');
+    }
+    return this.afterAdmin(c, sqe, run(c, sqe));
   }
 
   /**
