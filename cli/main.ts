@@ -37,6 +37,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'boot a throwaway Linux guest attached to vfio-user sockets',
     load: async () => (await import('./vm.js')).vmCommandEntry,
   },
+  check: {
+    summary: 'run the conformance suite against any vfio-user server',
+    load: async () => (await import('./check.js')).checkCommand,
+  },
 };
 
 export function mainUsage(): string {
