@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import { isNativeError } from '../../src/native/binding.js';
-import { RawClient } from './raw-client.js';
+import { CheckWaitError, RawClient } from './raw-client.js';
 import { discover, type DeviceProfile } from './profile.js';
 import { CaseFailure, type CaseContext, type CaseResult, type CheckCase, type GroupName } from './types.js';
 
@@ -56,25 +56,42 @@ class ServerHandle {
     private readonly timeoutMs: number,
   ) {}
 
-  /** A negotiated connection; restarts the server once if it is gone and --restart was given. */
+  /** A connection was made to the current server process (it may be on its way out). */
+  private used = false;
+
+  /**
+   * A connection (negotiated unless `raw`). With --restart, a server that is
+   * gone, or that closes the connection before negotiating (it was exiting
+   * after its last client), is started again once.
+   */
   async connect(raw: boolean): Promise<RawClient> {
-    let c: RawClient;
-    try {
-      c = await this.connectOnce();
-    } catch (e) {
-      if (!this.o.restart || !(isNativeError(e, 'ENOENT') || isNativeError(e, 'ECONNREFUSED'))) throw e;
-      await this.restart();
-      c = await this.connectOnce();
-    }
-    if (!raw) {
+    if (this.o.restart && this.used) await this.waitExit(500);
+    for (let attempt = 0; ; attempt++) {
+      let c: RawClient | null = null;
       try {
-        await c.negotiate();
+        c = await this.connectOnce();
+        this.used = true;
+        if (!raw) await c.negotiate();
+        return c;
       } catch (e) {
-        c.abort();
-        throw e;
+        c?.abort();
+        if (!this.o.restart || attempt > 0 || !restartable(e)) throw e;
+        await this.restart();
       }
     }
-    return c;
+  }
+
+  /** Waits up to `ms` for the server we started to exit. */
+  private async waitExit(ms: number): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
   }
 
   private async connectOnce(): Promise<RawClient> {
@@ -83,16 +100,9 @@ class ServerHandle {
 
   async restart(): Promise<void> {
     const cmd = this.o.restart!;
-    if (this.child && this.child.exitCode === null) {
-      // Still running (it may be busy closing the last client): give it a moment.
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        this.child!.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    // Still running (it may be busy closing the last client): give it a moment.
+    await this.waitExit(2000);
+    this.used = false;
     // A socket file nobody listens on would make the new server's bind fail.
     try {
       if (lstatSync(this.o.socket).isSocket()) unlinkSync(this.o.socket);
@@ -120,6 +130,12 @@ class ServerHandle {
   stop(): void {
     if (this.child && this.child.exitCode === null) this.child.kill('SIGTERM');
   }
+}
+
+/** Errors that mean "nobody is serving right now". */
+function restartable(e: unknown): boolean {
+  if (isNativeError(e, 'ENOENT') || isNativeError(e, 'ECONNREFUSED') || isNativeError(e, 'ECONNRESET') || isNativeError(e, 'EPIPE')) return true;
+  return e instanceof CheckWaitError && e.code === 'ERR_CHECK_CLOSED';
 }
 
 function shellQuote(s: string): string {
