@@ -41,6 +41,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'run the conformance suite against any vfio-user server',
     load: async () => (await import('./check.js')).checkCommand,
   },
+  trace: {
+    summary: 'proxy a vfio-user connection and decode every message',
+    load: async () => (await import('./trace.js')).traceCommand,
+  },
 };
 
 export function mainUsage(): string {
