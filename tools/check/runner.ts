@@ -86,11 +86,15 @@ class ServerHandle {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      child.once('exit', () => {
+      const onExit = (): void => {
         clearTimeout(t);
         resolve();
-      });
+      };
+      const t = setTimeout(() => {
+        child.off('exit', onExit);
+        resolve();
+      }, ms);
+      child.once('exit', onExit);
     });
   }
 
@@ -197,15 +201,29 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
     }
     return n;
   };
+  // Without --restart, a server that stopped accepting clients fails every
+  // later case for the same reason: say so once per case, naming when.
+  let gone: string | null = null;
+  let previous = 'discovery';
   for (const k of cases) {
     const started = Date.now();
-    const before = ctx.serverFdCount();
+    const before = gone ? null : ctx.serverFdCount();
     let outcome;
-    try {
-      outcome = await k.run(ctx);
-    } catch (e) {
-      outcome = { status: 'fail' as const, detail: e instanceof CaseFailure ? e.message : `${(e as Error).message ?? String(e)}` };
+    if (gone) {
+      outcome = { status: 'fail' as const, detail: `not run: ${gone}` };
+    } else {
+      try {
+        outcome = await k.run(ctx);
+      } catch (e) {
+        if (!o.restart && (isNativeError(e, 'ENOENT') || isNativeError(e, 'ECONNREFUSED'))) {
+          gone = `the server stopped accepting clients after ${previous} (${(e as Error).message})`;
+          outcome = { status: 'fail' as const, detail: gone };
+        } else {
+          outcome = { status: 'fail' as const, detail: e instanceof CaseFailure ? e.message : `${(e as Error).message ?? String(e)}` };
+        }
+      }
     }
+    previous = k.id;
     for (const c of open) await c.close().catch(() => undefined);
     open.clear();
     if (before !== null && outcome.status !== 'skip' && !o.restart) {

@@ -202,7 +202,12 @@ export const dmaCases: CheckCase[] = [
       let okCount = 0;
       let firstRefusal = '';
       for (const id of ids) {
-        const m = await c.reply(id, 2);
+        let m;
+        try {
+          m = await c.reply(id, 2);
+        } catch (e) {
+          return fail(`after ${okCount} accepted maps: ${(e as Error).message}`);
+        }
         if (!isError(m)) {
           if (firstRefusal) return fail(`map ${okCount} accepted after an earlier refusal (${firstRefusal})`);
           okCount++;
