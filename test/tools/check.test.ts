@@ -123,6 +123,27 @@ test('--restart starts a server that exits after each client again', { timeout: 
   }
 });
 
+test('without --restart, a server that exits after its client fails every case once, naming when it went', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfu-check-gone-'));
+  const sock = join(dir, 'dev.sock');
+  // The timer sample without --keep: discovery is its only client.
+  const server = start([entry, 'server', sock]);
+  try {
+    await waitFor(sock);
+    const r = await run(['check', sock, '--only', 'info']);
+    assert.equal(r.code, 1, r.out + r.err);
+    const { lines, totals } = parse(r.out);
+    // Cases that need no connection pass on what discovery learnt; the others fail, the cause named once.
+    assert.equal(lines.filter((l) => / the server stopped accepting clients after discovery/.test(l) && !/not run/.test(l)).length, 1, r.out);
+    assert.ok(lines.filter((l) => /^FAIL .* not run: the server stopped accepting clients after discovery/.test(l)).length >= 2, r.out);
+    const m = /^(\d+) passed, (\d+) failed, 0 skipped$/.exec(totals);
+    assert.ok(m && Number(m[2]) >= 4, totals);
+  } finally {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('--list names every case with its spec section; bad usage exits 2', async () => {
   let out = '';
   let err = '';

@@ -165,6 +165,9 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
     return summary;
   }
   const open = new Set<RawClient>();
+  /** The case running, and the last one the server negotiated with (for "stopped after ..."). */
+  let current = 'discovery';
+  let lastServed = 'discovery';
   const pidNow = (): number | undefined => o.pid;
   const ctx: CaseContext = {
     profile,
@@ -172,6 +175,7 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
     async connect(raw = false) {
       const c = await server.connect(raw);
       open.add(c);
+      if (!raw) lastServed = current;
       return c;
     },
     serverFdCount: () => {
@@ -204,9 +208,9 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
   // Without --restart, a server that stopped accepting clients fails every
   // later case for the same reason: say so once per case, naming when.
   let gone: string | null = null;
-  let previous = 'discovery';
   for (const k of cases) {
     const started = Date.now();
+    current = k.id;
     const before = gone ? null : ctx.serverFdCount();
     let outcome;
     if (gone) {
@@ -216,14 +220,13 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
         outcome = await k.run(ctx);
       } catch (e) {
         if (!o.restart && (isNativeError(e, 'ENOENT') || isNativeError(e, 'ECONNREFUSED'))) {
-          gone = `the server stopped accepting clients after ${previous} (${(e as Error).message})`;
+          gone = `the server stopped accepting clients after ${lastServed} (${(e as Error).message})`;
           outcome = { status: 'fail' as const, detail: gone };
         } else {
           outcome = { status: 'fail' as const, detail: e instanceof CaseFailure ? e.message : `${(e as Error).message ?? String(e)}` };
         }
       }
     }
-    previous = k.id;
     for (const c of open) await c.close().catch(() => undefined);
     open.clear();
     if (before !== null && outcome.status !== 'skip' && !o.restart) {
