@@ -60,7 +60,9 @@ export const fail = (detail: string): CaseOutcome => ({ status: 'fail', detail }
 export const skip = (detail: string): CaseOutcome => ({ status: 'skip', detail });
 
 /** Thrown inside a case to fail it with a message (the runner catches it). */
-export class CaseFailure extends Error {}
+export class CaseFailure extends Error {
+  readonly code = 'ERR_CHECK_CASE_FAILED';
+}
 
 /** Fails the case unless `cond`. */
 export function expect(cond: unknown, why: string): asserts cond {
