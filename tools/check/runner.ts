@@ -197,9 +197,10 @@ export async function runCheck(cases: readonly CheckCase[], o: CheckOptions): Pr
   };
   const settleFds = async (baseline: number | null): Promise<number | null> => {
     if (baseline === null) return null;
-    // The server drops a client's fds after it noticed the disconnect.
+    // The server drops a client's fds after it noticed the disconnect; on a
+    // loaded machine that can take a while (up to 3 s is waited for).
     let n = ctx.serverFdCount();
-    for (let i = 0; i < 100 && n !== null && n > baseline; i++) {
+    for (let i = 0; i < 150 && n !== null && n > baseline; i++) {
       await sleep(20);
       n = ctx.serverFdCount();
     }

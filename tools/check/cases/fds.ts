@@ -13,7 +13,7 @@ const SPEC = 'spec: Socket Disconnection Behavior; spec: VFIO_USER_DEVICE_SET_IR
 
 async function settled(ctx: CaseContext, target: number): Promise<number> {
   let n = ctx.serverFdCount() ?? 0;
-  for (let i = 0; i < 100 && n > target; i++) {
+  for (let i = 0; i < 150 && n > target; i++) {
     await new Promise((r) => setTimeout(r, 20));
     n = ctx.serverFdCount() ?? 0;
   }
