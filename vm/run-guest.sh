@@ -152,6 +152,10 @@ ARGS=(-nodefaults -no-user-config -nographic "${SERIAL[@]}" -monitor none -no-re
       -append "console=ttyS0 quiet panic=-1 $APPEND"
       "${DEV[@]}" "${EXTRA[@]}")
 
+# The exact command, for reproducing a run by hand (vfio-user vm -v shows it).
+echo "run-guest: qemu command: $(printf '%q ' "${QEMU[@]}" "${ARGS[@]}")" >&2
+# setup.sh removes guests nobody has booted for a while.
+touch "$GUEST/.used" 2>/dev/null || true
 T0=$(date +%s%N)
 set +e
 if [ "$CONSOLE" = 1 ]; then

@@ -344,6 +344,16 @@ if ! stamp_ok "$ROOT" "$ROOT_RECIPE"; then build_root; built=1; rm -rf "$DEBS"; 
 if ! stamp_ok "$DEBS" "$SUITE:$(cat "$DEBS/KVER" 2>/dev/null)"; then fetch_debs; built=1; rm -rf "$CACHE/guests"; fi
 mkdir -p "$CACHE/guests"
 if ! stamp_ok "$GUEST" "$GUEST_STAMP"; then build_guest; built=1; fi
+# Guests of other recipes (other checkouts or versions) not booted for 30 days
+# go (run-guest.sh touches .used at each boot); about 13 MB each.
+for g in "$CACHE"/guests/*/; do
+    g=${g%/}
+    [ "$g" != "$GUEST" ] && [ -f "$g/.stamp" ] || continue
+    u=$g/.used; [ -e "$u" ] || u=$g/.stamp
+    if [ -n "$(find "$u" -mtime +30 2>/dev/null)" ]; then
+        rm -rf --one-file-system "$g" 2>/dev/null && log "removed guest ${g##*/}, unused for 30 days"
+    fi
+done
 
 log "ready in $(elapsed "$T_START")s ($( [ -n "$built" ] && echo built || echo cached)): $CACHE"
 log "$(cat "$ROOT/.harness/qemu-version"), kernel $(cat "$GUEST/KVER")"

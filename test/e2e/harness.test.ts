@@ -1,13 +1,10 @@
 // The guest harness itself (vm/): QEMU boots the guest without a device and
-// the per-run script's output comes back parsed; then one boot with several
-// devices, vCPUs, more RAM and extra QEMU arguments.
+// the per-run script's output comes back parsed. Several devices, --smp,
+// --mem, extra QEMU arguments and modalias loading are exercised by the boots
+// of vm-cli.test.ts and production.test.ts (one boot serves many checks).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { createGpioDevice } from '../../samples/gpio-device.js';
-import { bootGuest, collectingLogger, ensureHarness, findSection, parseGuestReport, qemuProblems, shared } from './qemu.js';
+import { bootGuest, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
 
 test('parseGuestReport: sections, nesting, pci, interrupts', () => {
   const text = [
@@ -98,65 +95,4 @@ test('QEMU boots the guest without a device and runs the guest script', { timeou
   const host = report.pci.find((d) => d.bdf === '0000:00:00.0');
   assert.equal(host?.config.readUInt16LE(0), 0x8086);
   assert.ok(report.interrupts.some((i) => i.info.includes('timer')));
-});
-
-// One boot shared by the cases below: two vfio-user devices, 2 vCPUs, 1 GiB,
-// drivers loaded by modalias, and an extra QEMU argument the guest can see.
-const multi = shared(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vfu-e2e-harness-'));
-  const socks = [join(dir, 'a.sock'), join(dir, 'b.sock')];
-  const logs = [collectingLogger(), collectingLogger()];
-  const devs = socks.map((_, i) => createGpioDevice({ logger: logs[i]!.logger }));
-  try {
-    for (const [i, d] of devs.entries()) await d.ctx.listen(socks[i]!);
-    const res = await bootGuest({
-      sockets: socks,
-      smp: 2,
-      memMiB: 1024,
-      autoload: true,
-      qemuArgs: ['-smbios', 'type=1,serial=vfu-harness-test'],
-      guestScript: [
-        'section cpus nproc',
-        "section mem sh -c 'grep MemTotal /proc/meminfo'",
-        'section serial cat /sys/class/dmi/id/product_serial',
-        'exit 7',
-      ].join('\n'),
-      timeoutMs: 180_000,
-    });
-    return { res, report: parseGuestReport(res.console), devs, logs };
-  } finally {
-    for (const d of devs) await d.ctx.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('several sockets: one device per slot, each bound by its stock driver loaded by modalias', { timeout: 10 * 60_000 }, async () => {
-  await ensureHarness();
-  const { res, report, devs, logs } = await multi();
-  const why = `\n--- console ---\n${res.console.slice(-6000)}\n--- qemu stderr ---\n${res.qemuStderr}\n${res.runnerLog}`;
-  assert.equal(res.exitCode, 0, why);
-  assert.ok(report.done, why);
-  assert.deepEqual(qemuProblems(res.qemuStderr, [/Device ROM size is zero/]), [], why);
-  const gpios = report.pci.filter((d) => d.vendor === 0x494f);
-  assert.deepEqual(gpios.map((d) => d.bdf), ['0000:00:01.0', '0000:00:02.0'], why);
-  for (const d of gpios) {
-    assert.equal(d.driver, 'pci-idio-16', `${d.bdf} bound${why}`);
-    assert.match(d.modalias, /^pci:v0000494Fd00000DC8/);
-  }
-  // Loading the module for the first device binds the second as well.
-  assert.deepEqual(report.autoload.map((l) => l.replace(/ pci:\S+/, '')), ['0000:00:01.0 -> gpio-pci-idio-16']);
-  // Both servers were driven by the guest, and neither logged a problem.
-  for (const d of devs) assert.ok(d.stats.configReads > 20, JSON.stringify(d.stats));
-  for (const l of logs) assert.deepEqual(l.unexpected(), []);
-});
-
-test('--smp, --mem and extra QEMU arguments reach the guest; run.sh status comes back', { timeout: 10 * 60_000 }, async () => {
-  const { res, report } = await multi();
-  assert.deepEqual(findSection(report, 'cpus')?.lines, ['2']);
-  const kb = Number(/MemTotal:\s+(\d+) kB/.exec(findSection(report, 'mem')?.lines[0] ?? '')?.[1]);
-  // MemTotal is RAM less what the kernel reserves for itself: between 900 MiB and 1 GiB.
-  assert.ok(kb > 900 * 1024 && kb <= 1024 * 1024, `MemTotal ${kb} kB`);
-  assert.deepEqual(findSection(report, 'serial')?.lines, ['vfu-harness-test']);
-  assert.equal(report.runRc, 7);
-  assert.match(res.runnerLog, /accel=(kvm|tcg) smp=2 mem=1024M devices=2/);
 });
