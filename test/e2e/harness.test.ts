@@ -3,6 +3,7 @@
 // --mem, extra QEMU arguments and modalias loading are exercised by the boots
 // of vm-cli.test.ts and production.test.ts (one boot serves many checks).
 import assert from 'node:assert/strict';
+import { closeSync, openSync } from 'node:fs';
 import { test } from 'node:test';
 import { bootGuest, ensureHarness, findSection, parseGuestReport, qemuProblems } from './qemu.js';
 
@@ -77,6 +78,15 @@ test('QEMU boots the guest without a device and runs the guest script', { timeou
   assert.ok(report.started, 'guest /init never started');
   assert.ok(report.done, 'guest did not reach the end of /init');
   assert.match(res.console, /reboot: Power down/);
+  // KVM exactly when /dev/kvm can be opened for reading and writing, TCG otherwise.
+  let kvm = false;
+  try {
+    closeSync(openSync('/dev/kvm', 'r+'));
+    kvm = true;
+  } catch {
+    // no usable KVM here
+  }
+  assert.match(res.runnerLog, new RegExp(`accel=${kvm ? 'kvm' : 'tcg'} smp=1 mem=512M devices=0`), res.runnerLog);
   assert.equal(report.kernelVersion, h.kernelVersion);
 
   const run = findSection(report, 'run.sh');

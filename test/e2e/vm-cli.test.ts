@@ -5,7 +5,7 @@
 // through a pty, and the clear errors when it cannot run.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -67,9 +67,18 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('vfio-user vm: device views, --run lines in one shell, exit status of the last line', { timeout: 10 * 60_000 }, async () => {
+test('vfio-user vm: device views, --run lines in one shell, exit status of the last line (with --qemu)', { timeout: 10 * 60_000 }, async () => {
+  // --qemu: an installed QEMU, here a wrapper around the cache's own (the host's may be too old).
+  const h = await ensureHarness();
+  const qemu = join(dir, 'my-qemu');
+  writeFileSync(
+    qemu,
+    `#!/bin/sh\necho "$*" >> '${qemu}.log'\nr='${h.root}'\nexec "$r/lib64/ld-linux-x86-64.so.2" --library-path "$r/usr/lib/x86_64-linux-gnu:$r/lib/x86_64-linux-gnu" ` +
+      `"$r/usr/bin/qemu-system-x86_64" -L "$r/usr/share/seabios" -L "$r/usr/share/qemu" "$@"\n`,
+  );
+  chmodSync(qemu, 0o755);
   const r = await cli([
-    'vm', '--smp', '2', '--mem', '768', '--qemu-arg', '-smbios', '--qemu-arg', 'type=1,serial=from-the-cli',
+    'vm', '--qemu', qemu, '--smp', '2', '--mem', '768', '--qemu-arg', '-smbios', '--qemu-arg', 'type=1,serial=from-the-cli',
     '--run', 'cd /sys/class/dmi/id && X=$(cat product_serial)',
     '--run', 'echo "serial=$X cpus=$(nproc) pwd=$(pwd)"; grep MemTotal /proc/meminfo',
     '--run', 'dd if=/dev/nvme0n1 bs=4k count=1 iflag=direct 2>/dev/null | wc -c; ls /sys/class/gpio | grep gpiochip',
@@ -78,6 +87,7 @@ test('vfio-user vm: device views, --run lines in one shell, exit status of the l
   ]);
   const why = `\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
   assert.equal(r.code, 3, why);
+  assert.match(readFileSync(`${qemu}.log`, 'utf8'), /-kernel .*-device \{"driver":"vfio-user-pci"/, 'the --qemu binary booted the guest');
   // The guest's view of each device, with the stock driver loaded by modalias.
   assert.match(r.stdout, /^0000:00:01\.0 \[494f:0dc8\] class ff0000 .*<- .*gpio\.sock$/m, why);
   assert.match(r.stdout, /BAR2: I\/O ports at 0x[0-9a-f]+ \[size 256\]/, why);
