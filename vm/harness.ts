@@ -71,7 +71,7 @@ const harnessPromises = new Map<string, Promise<HarnessPaths>>();
  * the tail of setup.sh's output.
  */
 export function ensureHarness(opts: EnsureOptions = {}): Promise<HarnessPaths> {
-  const key = cacheDir();
+  const key = `${cacheDir()}\0${process.env.VFIO_USER_VM_MODULES ?? ''}`;
   let p = harnessPromises.get(key);
   if (!p) {
     p = runSetup(opts);

@@ -29,7 +29,7 @@
 #
 # The older form `run-guest.sh SOCKET|none SCRIPT|none [QEMU_ARG...]` still works.
 # Environment: VFIO_USER_VM_CACHE (or VFIO_USER_E2E_CACHE), the cache setup.sh
-# made (default /var/cache/vfio-user-ts/e2e); VFIO_USER_VM_ACCEL=kvm|tcg forces
+# made (default /var/cache/vfio-user-ts/e2e); VFIO_USER_VM_MODULES as given to setup.sh; VFIO_USER_VM_ACCEL=kvm|tcg forces
 # the accelerator (default: kvm when /dev/kvm can be opened, tcg otherwise).
 # E2E_MEM, E2E_TIMEOUT, E2E_APPEND, E2E_GUEST_OVERLAY, E2E_VFU_OPTS and
 # E2E_QEMU_STDERR are defaults for the options above.
@@ -79,7 +79,8 @@ done
 [ "$CONSOLE" = 0 ] || TIMEOUT=0
 
 ROOT=$CACHE/root
-GUEST=$CACHE/guests/$(cat "$HERE/setup.sh" "$HERE/guest-init.sh" | sha256sum | cut -c1-16)
+# The same recipe hash as setup.sh's.
+GUEST=$CACHE/guests/$({ cat "$HERE/setup.sh" "$HERE/guest-init.sh"; printf '%s' "${VFIO_USER_VM_MODULES:-}"; } | sha256sum | cut -c1-16)
 [ -f "$GUEST/.stamp" ] && [ -f "$ROOT/.stamp" ] || fail "guest not prepared in $CACHE; run $HERE/setup.sh"
 command -v cpio >/dev/null || fail "cpio missing; run $HERE/setup.sh"
 

@@ -27,6 +27,8 @@
 # then run as any user who can read the cache.
 #
 # Environment:
+#   VFIO_USER_VM_MODULES  extra kernel modules for the guest (names, comma or space
+#                         separated; e.g. "virtio_net"): a guest of its own is built
 #   VFIO_USER_VM_CACHE    cache directory (default /var/cache/vfio-user-ts/e2e;
 #                         VFIO_USER_E2E_CACHE is the older name)
 #   VFIO_USER_E2E_MIRROR  Debian mirror URL (default: the one the host's apt uses)
@@ -71,7 +73,9 @@ if ! flock -w 1200 9; then die "timed out waiting for the lock on $CACHE/.lock";
 
 ROOT=$CACHE/root
 DEBS=$CACHE/debs
-GUEST_STAMP=$(cat "$HERE/setup.sh" "$HERE/guest-init.sh" | sha256sum | cut -c1-16)
+# The recipe: these two scripts plus any extra modules asked for (run-guest.sh
+# computes the same hash to find the guest).
+GUEST_STAMP=$({ cat "$HERE/setup.sh" "$HERE/guest-init.sh"; printf '%s' "${VFIO_USER_VM_MODULES:-}"; } | sha256sum | cut -c1-16)
 GUEST=$CACHE/guests/$GUEST_STAMP
 
 if [ "${VFIO_USER_E2E_REBUILD:-}" = 1 ]; then
@@ -244,7 +248,8 @@ build_guest() {
             *) die "unsupported module compression: $1" ;;
         esac
     }
-    for m in $(printf '%s\n' "$GUEST_MODULES" | sed 's/#.*//'); do resolve "$m"; done
+    local extra=${VFIO_USER_VM_MODULES:-}
+    for m in $(printf '%s\n' "$GUEST_MODULES" | sed 's/#.*//') ${extra//,/ }; do resolve "$m"; done
     dpkg-deb --fsys-tarfile "$bdeb" | tar -x -C "$x" ./usr/bin/busybox
 
     mkdir -p "$irfs"/{bin,sbin,dev,proc,sys,tmp,run,modules,root}

@@ -1,7 +1,8 @@
 // `vfio-user vm` as a user runs it (the CLI from the sources, in a child
 // process): the guest's view of two devices bound by their stock drivers,
 // --run lines in one shell with the last one's status as the exit status,
-// --smp/--mem/--qemu-arg reaching the guest, an interactive console driven
+// --smp/--mem/--qemu/--qemu-arg reaching the guest, an extra guest module
+// (VFIO_USER_VM_MODULES) bound to a QEMU device by modalias, an interactive console driven
 // through a pty, and the clear errors when it cannot run.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -79,12 +80,15 @@ test('vfio-user vm: device views, --run lines in one shell, exit status of the l
   chmodSync(qemu, 0o755);
   const r = await cli([
     'vm', '--qemu', qemu, '--smp', '2', '--mem', '768', '--qemu-arg', '-smbios', '--qemu-arg', 'type=1,serial=from-the-cli',
+    // One of QEMU's own devices, whose driver the guest gets from VFIO_USER_VM_MODULES and loads by modalias.
+    '--qemu-arg', '-netdev', '--qemu-arg', 'user,id=n0', '--qemu-arg', '-device', '--qemu-arg', 'e1000e,netdev=n0,addr=0x10',
+    '--run', 'echo nic=$(basename $(readlink /sys/bus/pci/devices/0000:00:10.0/driver))',
     '--run', 'cd /sys/class/dmi/id && X=$(cat product_serial)',
     '--run', 'echo "serial=$X cpus=$(nproc) pwd=$(pwd)"; grep MemTotal /proc/meminfo',
     '--run', 'dd if=/dev/nvme0n1 bs=4k count=1 iflag=direct 2>/dev/null | wc -c; ls /sys/class/gpio | grep gpiochip',
     '--run', 'echo last; sh -c "exit 3"',
     gpioSock, nvmeSock,
-  ]);
+  ], { env: { ...process.env, VFIO_USER_VM_MODULES: 'e1000e' } });
   const why = `\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
   assert.equal(r.code, 3, why);
   assert.match(readFileSync(`${qemu}.log`, 'utf8'), /-kernel .*-device \{"driver":"vfio-user-pci"/, 'the --qemu binary booted the guest');
@@ -104,6 +108,8 @@ test('vfio-user vm: device views, --run lines in one shell, exit status of the l
   assert.ok(kb > 700 * 1024 && kb <= 768 * 1024, `MemTotal ${kb} kB${why}`);
   assert.match(r.stdout, /^4096\ngpiochip\d+$/m, why);
   assert.match(r.stdout, /^last$/m);
+  assert.match(r.stdout, /^nic=e1000e$/m, why);
+  assert.doesNotMatch(r.stdout, /^0000:00:10\.0/m, 'only the sockets\' devices are described');
   // Nothing of the harness's report leaks into the output, and QEMU printed nothing.
   assert.doesNotMatch(r.stdout, /===|IO-APIC|SeaBIOS/, why);
   assert.equal(r.stderr, '', why);
