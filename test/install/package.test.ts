@@ -68,7 +68,8 @@ test('the packed tarball installs without a compiler, then runs a device and the
   assert.ok(!existsSync(join(clone, 'prebuilds')), 'postpack removes prebuilds/ from the checkout');
 
   const files = new Set(execFileSync('tar', ['tzf', tgz], { encoding: 'utf8' }).split('\n').filter(Boolean).map((f) => f.replace(/^package\//, '')));
-  for (const f of ['LICENSE', PREBUILD, 'scripts/install-addon.mjs', 'binding.gyp', 'native/addon.cc', 'dist/cli/main.js']) {
+  // vm/: the guest harness `vfio-user vm` runs (its scripts beside the compiled module's package root).
+  for (const f of ['LICENSE', PREBUILD, 'scripts/install-addon.mjs', 'binding.gyp', 'native/addon.cc', 'dist/cli/main.js', 'dist/cli/vm.js', 'dist/vm/harness.js', 'vm/setup.sh', 'vm/run-guest.sh', 'vm/guest-init.sh']) {
     assert.ok(files.has(f), `the tarball carries ${f}`);
   }
   const shipped = [...files];
