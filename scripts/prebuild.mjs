@@ -21,8 +21,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The newest glibc the prebuilt addon may need (Debian 12 builds need 2.33: fstat64, lstat64). */
-export const GLIBC_FLOOR = '2.33';
+/** The newest glibc the prebuilt addon may need (Debian 12 builds need 2.34: pthread_kill, pthread_once and pthread_cond_clockwait, which moved into libc in 2.34, for the dedicated-thread mode's loop watcher). */
+export const GLIBC_FLOOR = '2.34';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const target = `${process.platform}-${process.arch}`;
