@@ -23,7 +23,7 @@ export const gpioCommand: CliCommand = {
   async run(args, io) {
     const { socketMode, owner } = socketSettings(args);
     const dev = createGpioDevice({ logger: io.logger, socketMode });
-    const code = await serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: false, dedicatedThread: args.values['dedicated-thread'] === true, owner });
+    const code = await serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: false, dedicatedThread: args.values['dedicated-thread'] === true, owner, err: io.err });
     io.logger.info(`served: ${JSON.stringify(dev.stats)}`);
     return code;
   },

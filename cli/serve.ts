@@ -23,6 +23,8 @@ export interface ServeOptions {
   exitCode?: () => number;
   /** Who the socket file is handed to once it exists (--socket-owner). */
   owner?: SocketOwner | undefined;
+  /** Where a failure to close is reported (stderr by default). */
+  err?: (text: string) => void;
 }
 
 export async function serveUntilDone(ctx: DeviceContext, path: string, opts: ServeOptions): Promise<number> {
@@ -37,7 +39,15 @@ export async function serveUntilDone(ctx: DeviceContext, path: string, opts: Ser
     stopping = true;
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    void ctx.close().then(() => resolveDone(opts.exitCode ? Math.max(code, opts.exitCode()) : code));
+    // A close that fails still ends serving, with a failure code and the reason on stderr.
+    ctx.close().then(
+      () => resolveDone(opts.exitCode ? Math.max(code, opts.exitCode()) : code),
+      (e: unknown) => {
+        const err = opts.err ?? ((t: string) => void process.stderr.write(t));
+        err(`vfio-user: closing ${path} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        resolveDone(Math.max(code, 1));
+      },
+    );
   };
   const onSignal = (): void => stop(0);
   process.on('SIGINT', onSignal);

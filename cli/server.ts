@@ -26,6 +26,6 @@ export const serverCommand: CliCommand = {
     const { socketMode, owner } = socketSettings(args);
     let dmaFailed = false;
     const dev = createTimerDevice({ logger: io.logger, socketMode, onDmaDone: (ok) => (dmaFailed ||= !ok) });
-    return serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: args.values.keep !== true, dedicatedThread: args.values['dedicated-thread'] === true, exitCode: () => (dmaFailed ? 1 : 0), owner });
+    return serveUntilDone(dev.ctx, args.positionals[0]!, { exitOnDisconnect: args.values.keep !== true, dedicatedThread: args.values['dedicated-thread'] === true, exitCode: () => (dmaFailed ? 1 : 0), owner, err: io.err });
   },
 };

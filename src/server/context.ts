@@ -298,7 +298,8 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
         await this.description.reset?.('flr');
       });
     if (conn) conn.runAfterQueue(run);
-    else void run();
+    // No client to answer: a failing reset is the device's to report, in the log.
+    else run().catch((e: unknown) => this.log.warn(`reset(flr) failed: ${errorMessage(e)}`));
   }
 
   /** Region i (0-8): its memory (shared regions) and size. */
@@ -488,18 +489,50 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
         }
       });
     });
-    this.cleanup = done.then(() => {
+    const cleanup = done.then(() => {
       if (this.conn === conn) this.conn = null;
       this.cleanup = null;
       this.log.info('client disconnected');
-      this.emit('disconnect');
-      // Connections that queued up while cleaning up get their turn now.
-      if (this.listenFd >= 0 && !this.pollMode && !this.destroyed) this.acceptPending();
+      try {
+        this.emit('disconnect');
+      } finally {
+        // Connections that queued up while cleaning up get their turn now,
+        // also when a 'disconnect' listener threw.
+        if (this.listenFd >= 0 && !this.pollMode && !this.destroyed) this.acceptPending();
+      }
     });
+    this.cleanup = cleanup;
+    // Nobody awaits this promise: what fails here (a listener that throws)
+    // is reported, never left as an unhandled rejection.
+    cleanup.catch((e: unknown) => this.reportError('after disconnect', e));
   }
 
-  private dropClientState(): Promise<void> {
-    return this.quiesced(() => this.dropClientStateQuiesced());
+  /** An error with no caller to take it: 'error' listeners get it, the log always does. */
+  private reportError(where: string, e: unknown): void {
+    this.log.error(`${where}: ${errorMessage(e)}`);
+    if (this.listenerCount('error') > 0) this.emit('error', e instanceof Error ? e : new Error(String(e)));
+  }
+
+  /**
+   * Like quiesced(), but the client's state goes whatever the device's hooks
+   * do: a quiesce or resume that throws is logged, and the next client still
+   * starts without the old one's DMA maps and interrupt fds.
+   */
+  private async dropClientState(): Promise<void> {
+    try {
+      await this.description.quiesce?.();
+    } catch (e) {
+      this.log.warn(`quiesce before dropping the client failed: ${errorMessage(e)}`);
+    }
+    try {
+      await this.dropClientStateQuiesced();
+    } finally {
+      try {
+        await this.description.resume?.();
+      } catch (e) {
+        this.log.warn(`resume after dropping the client failed: ${errorMessage(e)}`);
+      }
+    }
   }
 
   /**
@@ -513,11 +546,21 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       } catch (e) {
         this.log.warn(`onUnmap failed: ${(e as Error).message}`);
       }
-      await this.retireRegion(r);
+      try {
+        await this.retireRegion(r);
+      } catch (e) {
+        // A worker that cannot be reached must not keep the mapping alive.
+        this.log.warn(`retiring DMA region 0x${r.iova.toString(16)} failed: ${errorMessage(e)}`);
+        r.release();
+      }
     }
     this.dmaTable.stopLogging();
     this.irqs.dropClient();
-    await this.migration.clientGone();
+    try {
+      await this.migration.clientGone();
+    } catch (e) {
+      this.log.warn(`migration cleanup failed: ${errorMessage(e)}`);
+    }
     try {
       await this.description.reset?.('lost-connection');
     } catch (e) {
@@ -659,3 +702,6 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   }
 }
 
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
