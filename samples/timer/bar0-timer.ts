@@ -6,6 +6,8 @@ import { ProtocolError } from '../../src/protocol/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
 const nowSeconds = (): bigint => BigInt(Math.floor(Date.now() / 1000));
+/** The longest delay setTimeout honours (2^31-1 ms). */
+const MAX_TIMEOUT_MS = 0x7fffffff;
 
 /** The BAR0 register and the one-shot timer it programs. */
 export class Bar0Timer {
@@ -44,11 +46,21 @@ export class Bar0Timer {
   arm(): void {
     this.cancel();
     if (this.value === 0n) return;
-    const delayMs = Math.max(0, Number(this.value - nowSeconds()) * 1000);
-    this.log.info(`timer armed for ${this.value} (in ${delayMs / 1000} s)`);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.onFire();
-    }, delayMs);
+    const due = this.value;
+    this.log.info(`timer armed for ${due} (in ${Math.max(0, Number(due - nowSeconds()))} s)`);
+    // Node clamps a delay over 2^31-1 ms (24.8 days) to 1 ms: a far-off time
+    // waits in steps of at most that, looking at the clock after each.
+    const wait = (): void => {
+      const leftMs = Math.max(0, Number(due - nowSeconds()) * 1000);
+      if (leftMs > MAX_TIMEOUT_MS) {
+        this.timer = setTimeout(wait, MAX_TIMEOUT_MS);
+        return;
+      }
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.onFire();
+      }, leftMs);
+    };
+    wait();
   }
 }

@@ -190,6 +190,8 @@ export class ServerProc {
     timer: { connect: 0, disconnect: 0, refused: 0 },
     gpio: { connect: 0, disconnect: 0, refused: 0 },
   };
+  /** Process warnings the server reported ("name: message"). */
+  readonly warnings: string[] = [];
   /** The last memory report (after a GC), see gcAndMeasure. */
   memory: ServerMemory | null = null;
   /** Asks the server to collect garbage and report its memory. */
@@ -216,6 +218,11 @@ export class ServerProc {
     rl.on('line', (l) => {
       if (l.startsWith('M ')) {
         this.memory = JSON.parse(l.slice(2)) as ServerMemory;
+        return;
+      }
+      if (l.startsWith('W ')) {
+        const w = JSON.parse(l.slice(2)) as { name: string; message: string };
+        this.warnings.push(`${w.name}: ${w.message}`);
         return;
       }
       const m = /^E (timer|gpio) (connect|disconnect|refused)$/.exec(l);
@@ -534,6 +541,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         res.failures.push(`server exited: ${JSON.stringify(server.exited)}`);
       }
     }
+    // A warning is a defect too (a timer Node clamps, listeners piling up).
+    const warned = new Map<string, number>();
+    for (const w of server.warnings) warned.set(w, (warned.get(w) ?? 0) + 1);
+    for (const [w, n] of warned) res.failures.push(`server warned ${n} time(s): ${w}`);
   } catch (e) {
     res.failures.push(`campaign: ${(e as Error).stack ?? e}`);
   } finally {

@@ -50,11 +50,12 @@ process.on('SIGUSR2', () => {
   process.stdout.write(`M ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers })}\n`);
   process.stderr.write(`fuzz-server: memory rss ${mib(m.rss)} heapUsed ${mib(m.heapUsed)} heapTotal ${mib(m.heapTotal)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)} MiB; refused ${refused}\n`);
 });
-// The timer sample arms Node timers from client-written times; far-future
-// values produce a TimeoutOverflowWarning, which is expected noise here.
+// Every process warning (a TimeoutOverflowWarning from a far-off timer, a
+// MaxListenersExceededWarning from a leak) goes to the fuzzer, one line each
+// ("W {name, message}"), which fails the campaign on it.
 process.removeAllListeners('warning');
 process.on('warning', (w) => {
-  if (w.name !== 'TimeoutOverflowWarning') process.stderr.write(`fuzz-server: ${w.name}: ${w.message}\n`);
+  process.stdout.write(`W ${JSON.stringify({ name: w.name, message: w.message })}\n`);
 });
 let closing = false;
 process.on('SIGTERM', () => {
