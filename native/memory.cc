@@ -27,8 +27,10 @@ struct Mapping {
   void* addr;
   size_t length;
   bool unmapped = false;
-  bool creating = true;             // inside napi_create_external_arraybuffer
-  bool finalizedWhileCreating = false;
+  // Inside napi_create_external_arraybuffer: a finalizer call then (Node makes
+  // one when creation fails) leaves the cleanup to Mmap(), which owns `m` until
+  // creation succeeded.
+  bool creating = true;
 };
 
 std::mutex g_mu;
@@ -48,11 +50,7 @@ size_t PageSize() {
 void FinalizeMapping(napi_env, void*, void* hint) {
   Mapping* m = static_cast<Mapping*>(hint);
   std::lock_guard<std::mutex> lk(g_mu);
-  if (m->creating) {
-    // Node calls the finalizer itself when creation fails; Mmap() cleans up.
-    m->finalizedWhileCreating = true;
-    return;
-  }
+  if (m->creating) return;
   if (!m->unmapped) {
     ::munmap(m->addr, m->length);
     auto it = g_maps->find(m->addr);

@@ -2,6 +2,7 @@
 // Every fd created here is CLOEXEC; sockets handed out are O_NONBLOCK.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "common.h"
 
@@ -43,41 +45,61 @@ sockaddr_un MakeAddr(Napi::Env env, const std::string& path, const char* syscall
   return addr;
 }
 
-// listen(path, mode, backlog): a listening, non-blocking socket bound at path
-// whose file has exactly `mode`. The socket inode is fchmod'ed to `mode` before
-// bind: Linux creates the file with (socket inode mode & ~umask), so it is never
-// more permissive than requested and no process-wide umask change is needed.
-// A chmod after bind then adds back any bits the umask removed.
-// The path is not unlinked first; on failure after bind the file is removed.
+// Removes a private directory (and the socket file in it) on scope exit.
+struct PrivateDir {
+  std::string path;
+  int fd = -1;
+  bool hasSocket = false;
+  ~PrivateDir() {
+    if (fd >= 0) {
+      if (hasSocket) ::unlinkat(fd, "s", 0);
+      ::close(fd);
+    }
+    if (!path.empty()) ::rmdir(path.c_str());
+  }
+};
+
+// listen(path, mode, backlog): a listening, non-blocking socket whose file at
+// `path` has exactly `mode`, never more at any moment, and no symlink can
+// redirect the mode change. The socket is bound inside a fresh private
+// directory (mkdtemp, 0700, beside `path`) that no other user can enter, so
+// the chmod that restores the bits the umask took cannot be redirected; it
+// listens there, then is hard-linked to `path` (link never replaces: an
+// existing file is EADDRINUSE) and the private directory is removed, also on
+// every failure. The process umask is never touched (other threads run).
+// Errors carry syscall "bind", as a plain bind at `path` would.
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
   mode_t mode = static_cast<mode_t>(ArgInt(info, 1, 0, 07777, "mode"));
   int backlog = static_cast<int>(ArgInt(info, 2, 0, INT32_MAX, "backlog"));
   socklen_t alen;
-  sockaddr_un addr = MakeAddr(env, path, "listen", &alen);
+  MakeAddr(env, path, "listen", &alen);  // the final path must fit a sockaddr_un
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (slash != std::string::npos && slash + 1 == path.size()) ThrowErrno(env, EISDIR, "bind");
+
+  PrivateDir priv;
+  std::string tmpl = dir + "/.vfio-user-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) ThrowErrno(env, errno, "bind");
+  priv.path = tmpl;
+  priv.fd = ::open(priv.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (priv.fd < 0) ThrowErrno(env, errno, "open");
+  // The name inside the private directory, through /proc when the real one
+  // would not fit a sockaddr_un.
+  std::string inner = priv.path + "/s";
+  if (inner.size() >= sizeof(sockaddr_un::sun_path)) inner = "/proc/self/fd/" + std::to_string(priv.fd) + "/s";
+  sockaddr_un addr = MakeAddr(env, inner, "bind", &alen);
 
   FdGuard s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (s.fd < 0) ThrowErrno(env, errno, "socket");
+  // Linux creates the file with (inode mode & ~umask): never more than `mode`.
   if (::fchmod(s.fd, mode) < 0) ThrowErrno(env, errno, "fchmod");
   if (::bind(s.fd, reinterpret_cast<sockaddr*>(&addr), alen) < 0) ThrowErrno(env, errno, "bind");
-  struct stat st;
-  if (::lstat(path.c_str(), &st) < 0) {
-    int e = errno;
-    ThrowErrno(env, e, "lstat");
-  }
-  if (S_ISSOCK(st.st_mode) && (st.st_mode & 07777) != mode) {
-    if (::chmod(path.c_str(), mode) < 0) {
-      int e = errno;
-      ::unlink(path.c_str());
-      ThrowErrno(env, e, "chmod");
-    }
-  }
-  if (::listen(s.fd, backlog) < 0) {
-    int e = errno;
-    ::unlink(path.c_str());
-    ThrowErrno(env, e, "listen");
-  }
+  priv.hasSocket = true;
+  if (::fchmodat(priv.fd, "s", mode, 0) < 0) ThrowErrno(env, errno, "chmod");
+  if (::listen(s.fd, backlog) < 0) ThrowErrno(env, errno, "listen");
+  if (::linkat(priv.fd, "s", AT_FDCWD, path.c_str(), 0) < 0) ThrowErrno(env, errno == EEXIST ? EADDRINUSE : errno, "bind");
   return Napi::Number::New(env, s.release());
 }
 
@@ -94,14 +116,21 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
   }
 }
 
-// connect(path): blocking connect, then switched to non-blocking.
+// connect(path, wait = true): blocking connect, then switched to non-blocking.
+// With wait false the connect itself does not block: a listener whose backlog
+// is full fails it with EAGAIN instead.
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
+  bool wait = info.Length() < 2 || info[1].IsUndefined() ? true : ArgBool(info, 1, "wait");
   socklen_t alen;
   sockaddr_un addr = MakeAddr(env, path, "connect", &alen);
-  FdGuard s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  FdGuard s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0));
   if (s.fd < 0) ThrowErrno(env, errno, "socket");
+  if (!wait) {
+    if (::connect(s.fd, reinterpret_cast<sockaddr*>(&addr), alen) < 0) ThrowErrno(env, errno, "connect");
+    return Napi::Number::New(env, s.release());
+  }
   if (::connect(s.fd, reinterpret_cast<sockaddr*>(&addr), alen) < 0) {
     // An interrupted AF_UNIX connect completes in the background; wait for it.
     if (errno != EINTR) ThrowErrno(env, errno, "connect");
@@ -218,9 +247,30 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
 }
 
 // sendmsg(fd, buf, offset, length, fds | null): bytes sent, or -1 on EAGAIN.
+// The fd array is read first: its element getters can run JS, which may
+// detach or resize the buffer, so the buffer's span is taken only after.
 Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
+
+  int fds[kMaxFds];
+  uint32_t nfd = 0;
+  Napi::Value fv = info[4];
+  if (!fv.IsNull() && !fv.IsUndefined()) {
+    if (!fv.IsArray()) ThrowType(env, "fds must be an array of fds or null");
+    Napi::Array arr = fv.As<Napi::Array>();
+    nfd = arr.Length();
+    if (nfd > kMaxFds) ThrowErrno(env, ETOOMANYREFS, "sendmsg");
+    for (uint32_t i = 0; i < nfd; i++) {
+      Napi::Value e = arr.Get(i);
+      double d;
+      if (napi_get_value_double(env, e, &d) != napi_ok || !(d >= 0 && d <= INT32_MAX) ||
+          static_cast<double>(static_cast<int>(d)) != d) {
+        ThrowType(env, "fds must contain non-negative integer fds");
+      }
+      fds[i] = static_cast<int>(d);
+    }
+  }
   iovec iov = ArgSpan(info);
 
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
@@ -228,35 +278,17 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-
-  Napi::Value fv = info[4];
-  if (!fv.IsNull() && !fv.IsUndefined()) {
-    if (!fv.IsArray()) ThrowType(env, "fds must be an array of fds or null");
-    Napi::Array arr = fv.As<Napi::Array>();
-    uint32_t nfd = arr.Length();
-    if (nfd > kMaxFds) ThrowErrno(env, ETOOMANYREFS, "sendmsg");
-    if (nfd > 0) {
-      // A zero-length write on a stream socket sends nothing, fds included.
-      if (iov.iov_len == 0) ThrowErrno(env, EINVAL, "sendmsg");
-      msg.msg_control = cbuf;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
-      memset(cbuf, 0, msg.msg_controllen);
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * nfd);
-      unsigned char* p = CMSG_DATA(c);
-      for (uint32_t i = 0; i < nfd; i++) {
-        Napi::Value e = arr.Get(i);
-        double d;
-        if (napi_get_value_double(env, e, &d) != napi_ok || !(d >= 0 && d <= INT32_MAX) ||
-            static_cast<double>(static_cast<int>(d)) != d) {
-          ThrowType(env, "fds must contain non-negative integer fds");
-        }
-        int v = static_cast<int>(d);
-        memcpy(p + i * sizeof(int), &v, sizeof(int));
-      }
-    }
+  if (nfd > 0) {
+    // A zero-length write on a stream socket sends nothing, fds included.
+    if (iov.iov_len == 0) ThrowErrno(env, EINVAL, "sendmsg");
+    msg.msg_control = cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
+    memset(cbuf, 0, msg.msg_controllen);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfd);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfd);
   }
   ssize_t n;
   do {
@@ -342,6 +374,25 @@ Napi::Value FdType(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, t);
 }
 
+// flock(fd, op): 0 unlocks, 1 takes a shared lock, 2 an exclusive one, never
+// waiting: true when held, false when another open file description holds a
+// conflicting lock (EWOULDBLOCK). The lock goes with the last close.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  int op = static_cast<int>(ArgInt(info, 1, 0, 2, "op"));
+  int how = (op == 0 ? LOCK_UN : op == 1 ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  int r;
+  do {
+    r = ::flock(fd, how);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, errno, "flock");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 }  // namespace
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
@@ -358,6 +409,7 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("fdType", Napi::Function::New(env, FdType, "fdType"));
   exports.Set("setBufferSizes", Napi::Function::New(env, SetBufferSizes, "setBufferSizes"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
 }
 
 }  // namespace vun

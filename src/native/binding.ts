@@ -80,17 +80,22 @@ export type FdType = 'socket' | 'file' | 'fifo' | 'char' | 'anon' | 'other';
 export interface NativeBinding {
   // ---- sockets ----
   /**
-   * AF_UNIX SOCK_STREAM, CLOEXEC|NONBLOCK, bound at `path` (not unlinked first)
-   * with the socket file at exactly `mode`, listening. The socket inode is
-   * fchmod'ed before bind, so the file is never more permissive than `mode`
-   * (no process-wide umask change); bits removed by the umask are restored by
-   * a chmod after bind.
+   * AF_UNIX SOCK_STREAM, CLOEXEC|NONBLOCK, listening, its socket file at
+   * `path` with exactly `mode`. Bound and chmod'ed inside a private directory
+   * beside `path`, then hard-linked there: the file is never more permissive
+   * than `mode`, no symlink can redirect the chmod, the umask is not touched,
+   * and nothing at `path` is ever replaced (EADDRINUSE, syscall 'bind').
+   * Nothing is left behind on failure.
    */
   listen(path: string, mode: number, backlog: number): number;
   /** accept4(CLOEXEC|NONBLOCK); -1 when nothing is pending (ECONNABORTED is retried). */
   accept(listenFd: number): number;
-  /** Blocking connect, then the fd is made NONBLOCK; CLOEXEC. Throws ENOENT, ECONNREFUSED... */
-  connect(path: string): number;
+  /**
+   * Blocking connect, then the fd is made NONBLOCK; CLOEXEC. Throws ENOENT,
+   * ECONNREFUSED... With `wait` false the connect never blocks: a listener
+   * with a full backlog makes it throw EAGAIN.
+   */
+  connect(path: string, wait?: boolean): number;
   /** AF_UNIX SOCK_STREAM pair, NONBLOCK|CLOEXEC. */
   socketpair(): [number, number];
   /**
@@ -120,6 +125,12 @@ export interface NativeBinding {
   fdType(fd: number): FdType;
   /** SO_SNDBUF / SO_RCVBUF in bytes (0 leaves one as it is); the kernel caps them at wmem_max / rmem_max. */
   setBufferSizes(fd: number, send: number, recv: number): void;
+  /**
+   * flock(2) without waiting: op 0 unlocks, 1 locks shared, 2 exclusive.
+   * True when held; false when another open file description holds a
+   * conflicting lock. The lock ends with the last close of the description.
+   */
+  flock(fd: number, op: 0 | 1 | 2): boolean;
 
   // ---- poller ----
   Poller: PollerConstructor;

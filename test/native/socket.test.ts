@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, openSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isNativeError, native } from '../../src/native/binding.js';
@@ -311,5 +311,117 @@ describe('native errors', () => {
     closeSync(n);
     closeAll([a, b, m, e]);
     assert.throws(() => native.fdType(a), (err) => isNativeError(err, 'EBADF'));
+  });
+});
+
+describe('native sockets: listen never replaces, never follows, never leaves anything behind', () => {
+  const entries = (dir: string): string[] => readdirSync(dir).sort();
+
+  it('only the socket file appears in the directory; a failed listen leaves the directory as it was', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const p = join(dir, 'sock');
+      const l = native.listen(p, 0o600, 1);
+      assert.deepEqual(entries(dir), ['sock'], 'no private directory left over');
+      assert.throws(() => native.listen(p, 0o600, 1), (e) => isNativeError(e, 'EADDRINUSE'));
+      assert.deepEqual(entries(dir), ['sock']);
+      // The first socket still answers at the path.
+      const c = native.connect(p);
+      assert.ok(native.accept(l) >= 0);
+      closeAll([c, l]);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a symlink or a regular file at the path is neither followed nor replaced', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const target = join(dir, 'target');
+      writeFileSync(target, 'keep');
+      chmodSync(target, 0o644);
+      const link = join(dir, 'link');
+      symlinkSync(target, link);
+      assert.throws(() => native.listen(link, 0o666, 1), (e) => isNativeError(e, 'EADDRINUSE'));
+      assert.throws(() => native.listen(target, 0o666, 1), (e) => isNativeError(e, 'EADDRINUSE'));
+      assert.equal(statSync(target).mode & 0o7777, 0o644, 'target mode untouched');
+      assert.equal(readFileSync(target, 'utf8'), 'keep');
+      assert.ok(lstatSync(link).isSymbolicLink());
+      assert.deepEqual(entries(dir), ['link', 'target']);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a path that fits a sockaddr_un but whose private name would not still works, mode exact', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // 107 bytes, the longest sun_path allows; the private name beside it is longer.
+      const p = join(dir, 'x'.repeat(107 - dir.length - 1));
+      assert.equal(p.length, 107);
+      const old = process.umask(0o077);
+      let l: number;
+      try {
+        l = native.listen(p, 0o660, 1);
+      } finally {
+        process.umask(old);
+      }
+      assert.equal(statSync(p).mode & 0o7777, 0o660);
+      assert.deepEqual(entries(dir), [p.slice(dir.length + 1)]);
+      const c = native.connect(p);
+      assert.ok(native.accept(l) >= 0);
+      closeAll([c, l]);
+    } finally {
+      cleanup();
+    }
+  });
+});
+
+describe('native sockets: sendmsg and a buffer detached while the fds are read', () => {
+  it('an fd getter that detaches the buffer makes sendmsg fail its bounds check; nothing is sent', () => {
+    const [a, b] = native.socketpair();
+    const m = native.memfdCreate('t', false);
+    try {
+      const buf = new Uint8Array(4096).fill(7);
+      const fds: number[] = [];
+      Object.defineProperty(fds, 0, {
+        enumerable: true,
+        get() {
+          // Moves the bytes away: the buffer the caller passed is now detached (length 0).
+          structuredClone(buf.buffer, { transfer: [buf.buffer] });
+          return m;
+        },
+      });
+      assert.throws(() => native.sendmsg(a, buf, 0, 4096, fds), RangeError);
+      assert.equal(buf.byteLength, 0);
+      assert.equal(native.recvmsg(b, new Uint8Array(16), 0, 16, new Int32Array(4)), -1, 'nothing was sent');
+    } finally {
+      closeAll([a, b, m]);
+    }
+  });
+});
+
+describe('native flock', () => {
+  it('exclusive excludes every other open file description; shared locks coexist; unlock and close release', () => {
+    const { dir, cleanup } = tempDir();
+    const p = join(dir, 'image');
+    writeFileSync(p, '');
+    const f1 = openSync(p, 'r+');
+    const f2 = openSync(p, 'r+');
+    try {
+      assert.equal(native.flock(f1, 2), true);
+      assert.equal(native.flock(f2, 2), false, 'second exclusive refused, without waiting');
+      assert.equal(native.flock(f2, 1), false, 'shared refused while exclusive is held');
+      assert.equal(native.flock(f1, 0), true);
+      assert.equal(native.flock(f1, 1), true);
+      assert.equal(native.flock(f2, 1), true, 'shared locks coexist');
+      assert.equal(native.flock(f2, 2), false);
+      closeSync(f1);
+      assert.equal(native.flock(f2, 2), true, 'the close released the other lock');
+      assert.throws(() => native.flock(987654, 2), (e) => isNativeError(e, 'EBADF'));
+    } finally {
+      closeSync(f2);
+      cleanup();
+    }
   });
 });
