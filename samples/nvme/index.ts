@@ -22,7 +22,7 @@ import { IoWorkerPool } from './workers/pool.js';
 import type { IoWorkerStats } from './workers/stats.js';
 
 export { NvmeController } from './controller.js';
-export { Namespace, LBA_SIZE } from './namespace.js';
+export { Namespace, LBA_SIZE, BackingFileInUseError } from './namespace.js';
 export { IoWorkerPool, MAX_IO_WORKERS } from './workers/pool.js';
 export type { IoWorkerStats } from './workers/stats.js';
 export * from './registers.js';

@@ -1,7 +1,9 @@
 // One NVMe namespace backed by a regular file: 512-byte LBAs, size fixed at
 // creation. Data moves between the file and guest memory with vectored,
 // asynchronous file I/O straight from/to the DMA views (no copy in JS).
-import { closeSync, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readv, readvSync, writev, writevSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readv, readvSync, writev, writevSync } from 'node:fs';
+import { native } from '../../src/native/binding.js';
+import { VfioUserError } from '../../src/protocol/errors.js';
 
 export const LBA_SHIFT = 9;
 export const LBA_SIZE = 1 << LBA_SHIFT;
@@ -11,6 +13,15 @@ export interface NamespaceOptions {
   /** Bytes; a multiple of 512. The file is created or grown to this size (never shrunk). */
   size: number;
   readOnly?: boolean;
+}
+
+/** Another process (another `vfio-user nvme`, say) holds a lock on the backing file. */
+export class BackingFileInUseError extends VfioUserError {
+  readonly path: string;
+  constructor(path: string) {
+    super('ERR_NVME_BACKING_FILE_IN_USE', `backing file ${path} is in use by another process (it holds a lock on it)`);
+    this.path = path;
+  }
 }
 
 /** Splits a vector so no single readv/writev call exceeds IOV_MAX entries. */
@@ -75,7 +86,15 @@ export class Namespace {
     this.size = opts.size;
     this.blocks = opts.size / LBA_SIZE;
     this.readOnly = opts.readOnly ?? false;
-    this.fd = openSync(opts.path, this.readOnly ? 'r' : (existsSync(opts.path) ? 'r+' : 'w+'));
+    // Created if missing, never truncated on open; locked before it is grown,
+    // so no second server (or anything else that flocks it) shares or
+    // resizes an image in use: a writer holds it exclusively, readers shared.
+    this.fd = openSync(opts.path, this.readOnly ? constants.O_RDONLY : constants.O_RDWR | constants.O_CREAT, 0o644);
+    if (!native.flock(this.fd, this.readOnly ? 1 : 2)) {
+      closeSync(this.fd);
+      this.fd = -1;
+      throw new BackingFileInUseError(opts.path);
+    }
     if (!this.readOnly && fstatSync(this.fd).size < opts.size) ftruncateSync(this.fd, opts.size);
   }
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { MessagePort } from 'node:worker_threads';
-import { lstatSync, unlinkSync } from 'node:fs';
-import { native, type PollerHandle } from '../native/binding.js';
+import { unlinkSync } from 'node:fs';
+import { isNativeError, native, type PollerHandle } from '../native/binding.js';
 import { tuneAllocator } from '../native/allocator.js';
 import { PciConfigSpace } from '../pci/config-space.js';
 import { MsixTable } from '../pci/msix.js';
@@ -24,6 +24,7 @@ import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './ir
 import { MigrationController } from './migration.js';
 import { resolveOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { Region } from './regions.js';
+import { claimSocketPath, SocketInUseError } from './socket-path.js';
 
 /** How listen() serves its clients. */
 export interface ListenOptions {
@@ -387,16 +388,20 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
 
   /**
    * Listens on a UNIX socket path (mode 0600 by default) and serves one
-   * client after another. A stale socket file at the path is replaced.
+   * client after another. A stale socket file at the path (nobody accepts on
+   * it) is replaced; a live one, or any other file, is left alone and the
+   * call fails with SocketInUseError (code 'EADDRINUSE').
    */
   async listen(path: string, opts: ListenOptions = {}): Promise<void> {
     if (this.listenFd >= 0) throw new VfioUserError('ERR_VFIO_USER_STATE', 'already listening');
+    claimSocketPath(path);
     try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-    } catch {
-      // nothing there
+      this.listenFd = native.listen(path, this.options.socketMode, 1);
+    } catch (e) {
+      // Someone took the path between the check and the bind.
+      if (isNativeError(e, 'EADDRINUSE')) throw new SocketInUseError(path, 'another socket or file appeared there', { cause: e });
+      throw e;
     }
-    this.listenFd = native.listen(path, this.options.socketMode, 1);
     this.socketPath = path;
     this.pollMode = opts.poll ?? false;
     this.dedicatedThread = opts.dedicatedThread ?? this.options.dedicatedThread;
