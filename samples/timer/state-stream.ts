@@ -21,7 +21,12 @@ export interface TimerState {
 export class TimerStateStream {
   /** Stream position while saving. */
   private pos = 0;
-  private incoming: Uint8Array[] = [];
+  /**
+   * Restore: only the last BAR1 + BAR0 bytes of the stream matter (see
+   * restore()), so only those are kept, however much a client sends.
+   */
+  private readonly tail = new Uint8Array(BAR1_SIZE + BAR0_SIZE);
+  private received = 0;
 
   constructor(
     private readonly state: TimerState,
@@ -49,11 +54,17 @@ export class TimerStateStream {
 
   /** Forgets what was received (entering RESUMING). */
   beginRestore(): void {
-    this.incoming = [];
+    this.received = 0;
   }
 
   write(data: Uint8Array): void {
-    this.incoming.push(data.slice());
+    const keep = this.tail.length;
+    if (data.length >= keep) this.tail.set(data.subarray(data.length - keep));
+    else {
+      this.tail.copyWithin(0, data.length);
+      this.tail.set(data, keep - data.length);
+    }
+    this.received += data.length;
   }
 
   /**
@@ -62,20 +73,14 @@ export class TimerStateStream {
    * BAR1 + 8 bytes are the device's final state.
    */
   restore(): void {
-    const total = this.incoming.reduce((n, c) => n + c.length, 0);
+    const total = this.received;
     if (total < BAR1_SIZE + BAR0_SIZE || (total - BAR0_SIZE) % BAR1_SIZE !== 0) {
       throw new ProtocolError(Errno.EINVAL, `migration stream of ${total} bytes is not BAR1 (+ BAR1)* + BAR0`);
     }
-    const all = new Uint8Array(total);
-    let off = 0;
-    for (const c of this.incoming) {
-      all.set(c, off);
-      off += c.length;
-    }
-    this.state.bar1().set(all.subarray(total - BAR0_SIZE - BAR1_SIZE, total - BAR0_SIZE));
-    const bar0 = new DataView(all.buffer).getBigUint64(total - BAR0_SIZE, true);
+    this.state.bar1().set(this.tail.subarray(0, BAR1_SIZE));
+    const bar0 = new DataView(this.tail.buffer).getBigUint64(BAR1_SIZE, true);
     this.state.setBar0(bar0);
-    this.incoming = [];
+    this.received = 0;
     this.log.info(`restored BAR1 and BAR0 = ${bar0} from ${total} bytes`);
   }
 }

@@ -22,6 +22,7 @@ export type { IrqCounts, IrqType, TriggerResult } from './irqs.js';
 export { MigrationFatalError, type MigrationController } from './migration.js';
 export { MigState, migStateName, nextHopTable } from './migration-fsm.js';
 export { Region, type IoEventFd } from './regions.js';
-export { stateMigration, encodeState, decodeState, type StateMigrationSpec, type StateSections } from './state-stream.js';
+export { stateMigration, encodeState, decodeState, DEFAULT_MAX_STATE_STREAM_BYTES, type StateMigrationSpec, type StateSections } from './state-stream.js';
 export { connectWorkerDma, WorkerDma, type WorkerDmaStats } from './dma-worker.js';
 export { connectWorkerIrq, WorkerIrq, type WorkerIrqStats, type WorkerTriggerResult } from './irq-worker.js';
+export { SocketInUseError } from './socket-path.js';

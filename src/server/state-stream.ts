@@ -25,7 +25,17 @@ export interface StateMigrationSpec {
   onTransition?(to: MigrationStateName, from: MigrationStateName): void | Promise<void>;
   /** Advertise PRE_COPY (the stream is still sent whole in STOP_COPY). Default true. */
   preCopy?: boolean;
+  /**
+   * Largest stream a destination buffers (bytes); MIG_DATA_WRITE beyond it
+   * is refused with E2BIG. A client could otherwise make the device hold any
+   * amount of memory, also after it left (RESUMING outlives a connection).
+   * Default 64 MiB.
+   */
+  maxStreamBytes?: number;
 }
+
+/** Default of StateMigrationSpec.maxStreamBytes. */
+export const DEFAULT_MAX_STATE_STREAM_BYTES = 64 * 1048576;
 
 const MAGIC = 0x53554656; // "VFUS" little-endian
 const enc = new TextEncoder();
@@ -114,6 +124,8 @@ export function stateMigration(spec: StateMigrationSpec): MigrationCallbacks {
   let outgoing: Uint8Array | null = null;
   let pos = 0;
   let incoming: Uint8Array[] = [];
+  let received = 0;
+  const maxStream = spec.maxStreamBytes ?? DEFAULT_MAX_STATE_STREAM_BYTES;
   return {
     preCopy: spec.preCopy ?? true,
     async transition(to, from) {
@@ -122,10 +134,12 @@ export function stateMigration(spec: StateMigrationSpec): MigrationCallbacks {
         pos = 0;
       } else if (to === 'RESUMING') {
         incoming = [];
+        received = 0;
       } else if (to === 'STOP' && from === 'RESUMING') {
-        const state = decodeState(spec.tag, concatBytes(incoming));
+        const all = concatBytes(incoming);
         incoming = [];
-        spec.load(state);
+        received = 0;
+        spec.load(decodeState(spec.tag, all));
       } else if (from === 'STOP_COPY') {
         outgoing = null;
       }
@@ -139,7 +153,11 @@ export function stateMigration(spec: StateMigrationSpec): MigrationCallbacks {
       return out;
     },
     write(data) {
+      if (received + data.length > maxStream) {
+        throw new ProtocolError(Errno.E2BIG, `migration stream over ${maxStream} bytes (maxStreamBytes)`);
+      }
       incoming.push(data.slice());
+      received += data.length;
     },
   };
 }

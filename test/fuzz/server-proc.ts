@@ -6,6 +6,7 @@
 // warn or error); an uncaught exception or unhandled rejection kills the
 // process (Node's default), which the fuzzer reports as a crash.
 import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { createGpioDevice } from '../../samples/gpio-device.js';
 import { createTimerDevice } from '../../samples/timer-device.js';
 import { consoleLogger, silentLogger, type LogLevel } from '../../src/util/logger.js';
@@ -29,6 +30,7 @@ const gpioPath = join(dir, 'gpio.sock');
 await timer.ctx.listen(timerPath);
 await gpio.ctx.listen(gpioPath);
 let refused = 0;
+let snapshots = 0;
 // Connection events go to stdout, one line each ("E timer connect"), so the
 // fuzzer can wait for the server to finish with one client before the next.
 for (const [name, c] of [['timer', timer.ctx], ['gpio', gpio.ctx]] as const) {
@@ -45,6 +47,8 @@ for (const [name, c] of [['timer', timer.ctx], ['gpio', gpio.ctx]] as const) {
 // live, not what the collector has yet to reclaim.
 process.on('SIGUSR2', () => {
   (globalThis as { gc?: () => void }).gc?.();
+  // FUZZ_SERVER_SNAPSHOTS=DIR: a heap snapshot at each report, to see what a campaign leaves live.
+  if (process.env.FUZZ_SERVER_SNAPSHOTS) writeHeapSnapshot(join(process.env.FUZZ_SERVER_SNAPSHOTS, `fuzz-server-${process.pid}-${++snapshots}.heapsnapshot`));
   const m = process.memoryUsage();
   const mib = (n: number): string => (n / 1048576).toFixed(1);
   process.stdout.write(`M ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers })}\n`);

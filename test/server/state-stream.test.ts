@@ -47,3 +47,18 @@ test('stateMigration streams a snapshot taken at STOP_COPY and restores it on RE
   await dst.write(new Uint8Array(20));
   await assert.rejects(() => Promise.resolve(dst.transition('STOP', 'RESUMING')), /device state stream/);
 });
+
+test('stateMigration buffers at most maxStreamBytes of an incoming stream (E2BIG beyond), and a new RESUMING starts over', async () => {
+  let loaded: Record<string, Uint8Array> | null = null;
+  const dst = stateMigration({ tag: 't/1', save: () => ({}), load: (s) => void (loaded = s), maxStreamBytes: 1000 });
+  await dst.transition('RESUMING', 'RUNNING');
+  await dst.write(new Uint8Array(600));
+  await assert.rejects(async () => dst.write(new Uint8Array(401)), (e: { errno?: number }) => e.errno === 7 /* E2BIG */);
+  // Back to RESUMING: the limit counts from zero again, and a real stream fits.
+  await dst.transition('RESUMING', 'RUNNING');
+  const stream = encodeState('t/1', { regs: new Uint8Array([9, 8, 7]) });
+  await dst.write(new Uint8Array(stream.subarray(0, 10)));
+  await dst.write(new Uint8Array(stream.subarray(10)));
+  await dst.transition('STOP', 'RESUMING');
+  assert.deepEqual(Array.from(loaded!['regs']!), [9, 8, 7]);
+});
