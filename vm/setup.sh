@@ -49,6 +49,8 @@ GUEST_MODULES='
     nvme-keyring
     nvme                    # NVMe (samples/nvme)
     uio_pci_generic         # any device, bound through driver_override (docs/writing-a-device.md)
+    crc32c_generic          # crc32c for ext4 (a soft dependency: not followed)
+    ext4                    # ext2 on the NVMe namespace (test/e2e/nvme.test.ts)
 '
 
 T_START=$(date +%s.%N)

@@ -116,6 +116,12 @@ describe('native Poller', () => {
 
   it('a started Poller keeps working when its JS object is dropped; dropped closed/idle Pollers are collected', async () => {
     const [a, b] = native.socketpair();
+    // Which Pollers the collector has freed, by tag.
+    const collected = new Set<string>();
+    const registry = new FinalizationRegistry<string>((tag) => void collected.add(tag));
+    const collectUntil = async (done: () => boolean): Promise<void> => {
+      for (let i = 0; i < 40 && !done(); i++) await collect(2);
+    };
     let calls = 0;
     (() => {
       const p = new native.Poller(b, () => {
@@ -123,12 +129,22 @@ describe('native Poller', () => {
         p.close();
       });
       p.start(READABLE);
-      for (let i = 0; i < 20; i++) new native.Poller(a, () => {}); // idle, dropped: finalized while open
+      registry.register(p, 'started');
+      for (let i = 0; i < 20; i++) registry.register(new native.Poller(a, () => {}), `idle${i}`); // never started
+      const c = new native.Poller(a, () => {});
+      c.start(READABLE);
+      c.close();
+      registry.register(c, 'closed');
     })();
-    await collect(5);
+    await collectUntil(() => collected.size >= 21);
+    assert.equal([...collected].filter((t) => t.startsWith('idle')).length, 20, 'every dropped idle Poller was collected');
+    assert.ok(collected.has('closed'), 'a dropped closed Poller was collected');
+    assert.equal(collected.has('started'), false, 'a started Poller is not collected while it watches');
     native.sendmsg(a, Uint8Array.of(1), 0, 1, null);
     await waitFor(() => calls === 1, 2000, 'callback after gc');
-    await collect(3);
+    // It closed itself in the callback: from then on nothing holds it.
+    await collectUntil(() => collected.has('started'));
+    assert.ok(collected.has('started'), 'collected once closed');
     native.close(a);
     native.close(b);
   });
