@@ -75,7 +75,7 @@ export const nvmeCommand: CliCommand = {
     const { socketMode, owner } = socketSettings(args);
     // Warnings (a guest driver misusing the controller) show even without -v.
     const logger = consoleLogger(io.verbose ? 'debug' : 'warn', 'vfio-user nvme');
-    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers });
+    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers, lockBacking: true });
     logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
     dev.ctx.on('disconnect', () => {
       const line = ioWorkersSummary(dev);

@@ -38,6 +38,13 @@ export interface NvmeDeviceOptions extends ServerOptions {
   serial?: string;
   model?: string;
   readOnly?: boolean;
+  /**
+   * Lock the backing file (flock: exclusive, shared when read-only) so that no
+   * second server shares or resizes it; BackingFileInUseError when another
+   * holds it. Off by default: a migration destination on shared storage opens
+   * the image while the source still has it. `vfio-user nvme` turns it on.
+   */
+  lockBacking?: boolean;
   /** Message interrupts offered: MSI-X (default) or MSI without MSI-X. */
   irq?: NvmeIrqMode;
   logger?: Logger;
@@ -106,8 +113,8 @@ export async function startNvmeDevice(opts: NvmeDeviceOptions): Promise<NvmeDevi
 }
 
 function buildDevice(opts: NvmeDeviceOptions, log: Logger, workers: boolean): NvmeDevice {
-  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, irq = 'msix', ioWorkers: _ioWorkers, ...serverOpts } = opts;
-  const namespace = new Namespace({ path: backing, size, ...(readOnly !== undefined ? { readOnly } : {}) });
+  const { backing, size, serial = 'VFUTS0001', model = 'vfio-user-ts NVMe sample', readOnly, lockBacking, irq = 'msix', ioWorkers: _ioWorkers, ...serverOpts } = opts;
+  const namespace = new Namespace({ path: backing, size, ...(readOnly !== undefined ? { readOnly } : {}), ...(lockBacking ? { lock: true } : {}) });
   const controller = new NvmeController(
     namespace,
     { serial, model, firmware: '0.1', vendorId: NVME_VENDOR_ID, subsystemVendorId: NVME_VENDOR_ID },

@@ -13,6 +13,8 @@ export interface NamespaceOptions {
   /** Bytes; a multiple of 512. The file is created or grown to this size (never shrunk). */
   size: number;
   readOnly?: boolean;
+  /** flock the file (exclusive; shared when read-only) before growing it; BackingFileInUseError if held elsewhere. */
+  lock?: boolean;
 }
 
 /** Another process (another `vfio-user nvme`, say) holds a lock on the backing file. */
@@ -86,11 +88,12 @@ export class Namespace {
     this.size = opts.size;
     this.blocks = opts.size / LBA_SIZE;
     this.readOnly = opts.readOnly ?? false;
-    // Created if missing, never truncated on open; locked before it is grown,
-    // so no second server (or anything else that flocks it) shares or
-    // resizes an image in use: a writer holds it exclusively, readers shared.
+    // Created if missing, never truncated on open; with `lock`, locked before
+    // it is grown, so no second server (or anything else that flocks it)
+    // shares or resizes an image in use: a writer holds it exclusively,
+    // readers shared.
     this.fd = openSync(opts.path, this.readOnly ? constants.O_RDONLY : constants.O_RDWR | constants.O_CREAT, 0o644);
-    if (!native.flock(this.fd, this.readOnly ? 1 : 2)) {
+    if (opts.lock && !native.flock(this.fd, this.readOnly ? 1 : 2)) {
       closeSync(this.fd);
       this.fd = -1;
       throw new BackingFileInUseError(opts.path);
