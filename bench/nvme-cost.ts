@@ -5,10 +5,12 @@
 // and 32 and the server process's CPU time per command (user + system, from
 // process.cpuUsage() around each phase).
 //
-//   node --import tsx bench/nvme-cost.ts [--commands N] [--json]
+//   node --import tsx bench/nvme-cost.ts [--commands N] [--json] [--doorbells mmio|posted|shadow]
 //
-// The doorbell writes here wait for a reply (REGION_WRITE without NO_REPLY);
-// QEMU posts them, so a guest sees a little less than the QD1 latency below.
+// --doorbells: mmio (default, the historical figure) writes every doorbell
+// as a REGION_WRITE that waits for its reply; posted sends them NO_REPLY as
+// QEMU does; shadow adds Doorbell Buffer Config as Linux's nvme driver uses
+// it (posted MMIO only where the controller's EventIdx asks for one).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,23 +37,25 @@ if (argv[0] === '--serve') {
   rl.on('line', (l) => {
     if (l === 'sample') {
       const u = process.cpuUsage();
-      console.log(JSON.stringify({ cpuUs: u.user + u.system, io: dev.stats.ioCommands, irqs: dev.stats.interrupts }));
+      console.log(JSON.stringify({ cpuUs: u.user + u.system, io: dev.stats.ioCommands, irqs: dev.stats.interrupts, doorbells: dev.stats.doorbells }));
     }
   });
   rl.on('close', () => void dev.close().then(() => process.exit(0)));
 } else {
   const N = Number(opt('--commands', '20000'));
+  const doorbells = opt('--doorbells', 'mmio');
+  if (!['mmio', 'posted', 'shadow'].includes(doorbells)) throw new Error(`--doorbells ${doorbells}: mmio, posted or shadow`);
   const dir = mkdtempSync(join(tmpdir(), 'nvme-bench-'));
   const sock = join(dir, 'nvme.sock');
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', sock, join(dir, 'disk.img')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...(process.env.NVME_COST_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', fileURLToPath(import.meta.url), '--serve', sock, join(dir, 'disk.img')], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   const waiters: ((l: string) => void)[] = [];
   lines.on('line', (l) => (waiters.length ? waiters.shift()!(l) : queue.push(l)));
   const nextLine = (): Promise<string> => (queue.length ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r)));
-  const sample = async (): Promise<{ cpuUs: number; io: number }> => {
+  const sample = async (): Promise<{ cpuUs: number; io: number; doorbells: number }> => {
     child.stdin!.write('sample\n');
-    return JSON.parse(await nextLine()) as { cpuUs: number; io: number };
+    return JSON.parse(await nextLine()) as { cpuUs: number; io: number; doorbells: number };
   };
   try {
     if ((await nextLine()) !== 'ready') throw new Error('server did not start');
@@ -59,8 +63,13 @@ if (argv[0] === '--serve') {
     const host = await NvmeHost.attach(client, { memSize: 32 << 20 });
     await host.enable();
     await host.admin({ opcode: 0x09, cdw10: 0x07, cdw11: 0 });
+    if (doorbells === 'shadow') {
+      const c = await host.enableShadowDoorbells();
+      if (c.code !== 0) throw new Error(`Doorbell Buffer Config refused: 0x${c.code.toString(16)}`);
+    }
+    host.postedDoorbells = doorbells !== 'mmio';
     await host.createIoQueue(1, 256, 1);
-    const results: Record<string, { usPerCmd: number; serverCpuUsPerCmd: number; iops: number }> = {};
+    const results: Record<string, { usPerCmd: number; serverCpuUsPerCmd: number; iops: number; doorbellsPerCmd: number }> = {};
     const phase = async (name: string, depth: number, op: 'read' | 'write'): Promise<void> => {
       host.resetHeap();
       const bufs = Array.from({ length: depth }, () => host.alloc(4096));
@@ -82,7 +91,7 @@ if (argv[0] === '--serve') {
       const ns = Number(process.hrtime.bigint() - t0);
       const s1 = await sample();
       const cmds = s1.io - s0.io;
-      results[name] = { usPerCmd: ns / 1000 / cmds, serverCpuUsPerCmd: (s1.cpuUs - s0.cpuUs) / cmds, iops: Math.round(cmds / (ns / 1e9)) };
+      results[name] = { usPerCmd: ns / 1000 / cmds, serverCpuUsPerCmd: (s1.cpuUs - s0.cpuUs) / cmds, iops: Math.round(cmds / (ns / 1e9)), doorbellsPerCmd: (s1.doorbells - s0.doorbells) / cmds };
     };
     await phase('read 4k QD1', 1, 'read');
     await phase('read 4k QD32', 32, 'read');
@@ -91,9 +100,9 @@ if (argv[0] === '--serve') {
     await client.close();
     if (argv.includes('--json')) console.log(JSON.stringify(results));
     else {
-      console.log(`NVMe sample, ${N} commands per phase, 4 KiB, one I/O queue, server in a child process`);
+      console.log(`NVMe sample, ${N} commands per phase, 4 KiB, one I/O queue, server in a child process, ${doorbells} doorbells`);
       for (const [k, v] of Object.entries(results)) {
-        console.log(`  ${k.padEnd(14)} ${v.usPerCmd.toFixed(1).padStart(7)} us/command wall  ${v.serverCpuUsPerCmd.toFixed(1).padStart(6)} us server CPU/command  ${String(v.iops).padStart(7)} IOPS`);
+        console.log(`  ${k.padEnd(14)} ${v.usPerCmd.toFixed(1).padStart(7)} us/command wall  ${v.serverCpuUsPerCmd.toFixed(1).padStart(6)} us server CPU/command  ${String(v.iops).padStart(7)} IOPS  ${v.doorbellsPerCmd.toFixed(2)} MMIO doorbells/command`);
       }
     }
   } finally {

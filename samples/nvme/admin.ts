@@ -34,7 +34,7 @@ export function identifyController(c: NvmeController): Uint8Array {
   dv.setUint16(78, 1, true); // CNTLID
   dv.setUint32(80, NVME_VERSION, true);
   b[111] = 1; // CNTRLTYPE: I/O controller
-  dv.setUint16(256, 0, true); // OACS: no optional admin commands
+  dv.setUint16(256, 1 << 8, true); // OACS: Doorbell Buffer Config
   b[258] = 3; // ACL: 4 concurrent Aborts
   b[259] = LIMITS.aerLimit - 1; // AERL
   b[260] = 0x03; // FRMW: slot 1 read-only, 1 slot
@@ -232,8 +232,10 @@ function createCq(c: NvmeController, sqe: Sqe): Completion {
   if (size < 2 || size > LIMITS.maxQueueEntries) throw new NvmeStatus(SC.QUEUE_SIZE, `CQ size ${size}`);
   if (!pc) throw new NvmeStatus(SC.INVALID_FIELD, 'CQ must be physically contiguous');
   if (iv >= LIMITS.msixVectors) throw new NvmeStatus(SC.INVALID_VECTOR, `vector ${iv}`);
-  if (sqe.prp1 % 4096n !== 0n || sqe.prp1 === 0n) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'CQ base not page aligned');
-  c.cqs[qid] = new CompletionQueue(qid, sqe.prp1, size, iv, ien);
+  if (!(sqe.prp1 % 4096 === 0) || sqe.prp1 === 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'CQ base not page aligned');
+  const cq = new CompletionQueue(qid, sqe.prp1, size, iv, ien);
+  c.cqs[qid] = cq;
+  c.attachShadow(cq, qid, true);
   c.log.debug(`I/O CQ ${qid}: ${size} entries, vector ${iv}${ien ? '' : ' (polled)'}`);
   return OK;
 }
@@ -249,8 +251,10 @@ function createSq(c: NvmeController, sqe: Sqe): Completion {
   if (size < 2 || size > LIMITS.maxQueueEntries) throw new NvmeStatus(SC.QUEUE_SIZE, `SQ size ${size}`);
   if (!pc) throw new NvmeStatus(SC.INVALID_FIELD, 'SQ must be physically contiguous');
   if (cqid === 0 || !c.cqs[cqid]) throw new NvmeStatus(SC.CQ_INVALID, `CQ ${cqid}`);
-  if (sqe.prp1 % 4096n !== 0n || sqe.prp1 === 0n) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'SQ base not page aligned');
-  c.sqs[qid] = new SubmissionQueue(qid, sqe.prp1, size, cqid, prio);
+  if (!(sqe.prp1 % 4096 === 0) || sqe.prp1 === 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'SQ base not page aligned');
+  const sq = new SubmissionQueue(qid, sqe.prp1, size, cqid, prio);
+  c.sqs[qid] = sq;
+  c.attachShadow(sq, qid, false);
   c.log.debug(`I/O SQ ${qid}: ${size} entries -> CQ ${cqid}`);
   return OK;
 }
@@ -276,6 +280,28 @@ function deleteCq(c: NvmeController, sqe: Sqe): Completion {
   if (qid === 0 || !c.cqs[qid]) throw new NvmeStatus(SC.QID_INVALID, `CQ ${qid}`);
   if (c.sqs.some((sq) => sq && sq.cqid === qid)) throw new NvmeStatus(SC.INVALID_QUEUE_DELETION, `CQ ${qid} still has SQs`);
   c.cqs[qid] = undefined;
+  return OK;
+}
+
+/**
+ * Doorbell Buffer Config (7Ch): PRP1 is the shadow doorbell page, PRP2 the
+ * EventIdx page, both page aligned and in guest memory the device can write.
+ * From now until the next controller reset, I/O queues take their doorbells
+ * from the shadow page and the controller publishes EventIdx values that tell
+ * the host when an MMIO doorbell is still needed.
+ */
+function doorbellBufferConfig(c: NvmeController, sqe: Sqe): Completion {
+  const dbs = sqe.prp1;
+  const eis = sqe.prp2;
+  if (!(dbs % 4096 === 0) || !(eis % 4096 === 0) || dbs === 0 || eis === 0) {
+    throw new NvmeStatus(SC.INVALID_FIELD, 'doorbell buffers must be page aligned');
+  }
+  // Both pages hold one dword per doorbell: (max I/O queues + admin) x 2 x 4 bytes.
+  const bytes = (LIMITS.maxIoQueues + 1) * 8;
+  if (!c.win.locate(dbs, bytes, true) || !c.win.locate(eis, bytes, true)) {
+    throw new NvmeStatus(SC.INVALID_FIELD, 'doorbell buffers are not in writable guest memory');
+  }
+  c.configureDoorbellBuffers(dbs, eis);
   return OK;
 }
 
@@ -310,6 +336,8 @@ export function executeAdmin(c: NvmeController, sqe: Sqe): Completion | Promise<
       return { result: 1, status: 0 }; // DW0 bit 0: command not aborted
     case ADMIN_OPC.KEEP_ALIVE:
       return OK;
+    case ADMIN_OPC.DOORBELL_BUFFER_CONFIG:
+      return doorbellBufferConfig(c, sqe);
     default:
       throw new NvmeStatus(SC.INVALID_OPCODE, `admin opcode 0x${sqe.opcode.toString(16)}`);
   }

@@ -1,7 +1,12 @@
-// The NVMe controller: BAR0 registers and doorbells, controller enable /
-// reset / shutdown, queue processing off the command path (setImmediate),
-// completion posting and interrupts (MSI-X per CQ, INTx as a level), quiesce
-// and the migration state stream.
+// The NVMe controller: BAR0 registers and doorbells, shadow doorbells
+// (Doorbell Buffer Config, with EventIdx), controller enable / reset /
+// shutdown, queue processing off the command path (setImmediate), completion
+// posting and interrupts (MSI-X per CQ with interrupt coalescing, INTx as a
+// level), quiesce and the migration state stream.
+//
+// The per-command path allocates nothing: one Sqe is refilled for every
+// entry, rings and data buffers are reached through GuestWindows, PRPs are
+// walked by one PrpCursor, and completions are written in place.
 import type { DeviceContext } from '../../src/server/context.js';
 import type { MigrationStateName } from '../../src/server/device.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -9,8 +14,10 @@ import { executeAdmin } from './admin.js';
 import { executeIo } from './io.js';
 import type { Namespace } from './namespace.js';
 import type { IoWorkerPool } from './workers/pool.js';
-import { contextMem, type GuestMem } from './prp.js';
-import { CompletionQueue, decodeSqe, NvmeStatus, SQE_SIZE, SubmissionQueue, type Completion, type CqState, type Sqe, type SqState } from './queues.js';
+import { GuestWindows } from './guest-window.js';
+import { SYNC_IO_MAX } from './io.js';
+import { contextMem, PrpCursor, type GuestMem } from './prp.js';
+import { CompletionQueue, NvmeStatus, Sqe, SubmissionQueue, type Completion, type CqState, type ShadowSlots, type SqState } from './queues.js';
 import {
   CC,
   CSTS,
@@ -63,7 +70,24 @@ export interface ControllerStats {
   errors: number;
   /** Completions that had to wait for room in a full CQ. */
   cqFullWaits: number;
+  /** Interrupts held back by interrupt coalescing (fired later by threshold or time). */
+  interruptsCoalesced: number;
 }
+
+/** Shadow doorbell and EventIdx buffers (Doorbell Buffer Config), guest addresses of one page each. */
+export interface DoorbellBuffers {
+  dbs: number;
+  eis: number;
+}
+
+/**
+ * EventIdx the controller publishes for a CQ head while interrupts go by
+ * message (MSI-X or MSI): outside
+ * every [old, new) span a host can produce between wraps, so the host rings
+ * the CQ head doorbell only when its head wraps to 0. The controller reads the
+ * shadow head itself when it needs room.
+ */
+const CQ_EVENT_NEVER = 0xffff;
 
 /** Migration stream contents (JSON, version 1). */
 interface SavedState {
@@ -76,6 +100,8 @@ interface SavedState {
   intms: number;
   features: FeatureState;
   granted: { sq: number; cq: number } | null;
+  /** Absent in streams of controllers without shadow doorbells. */
+  dbbuf?: DoorbellBuffers | null;
   sqs: SqState[];
   cqs: CqState[];
   aers: number[];
@@ -87,7 +113,17 @@ const isPromise = <T>(v: unknown): v is Promise<T> => typeof (v as { then?: unkn
 
 export class NvmeController {
   ctx!: DeviceContext;
+  /** Checked guest memory access through the library (admin commands, fallbacks). */
   mem!: GuestMem;
+  /** Allocation-free guest memory access (rings, doorbell buffers, data). */
+  win!: GuestWindows;
+  prp!: PrpCursor;
+  /** Reads and writes up to this many bytes go through synchronous file calls; larger ones through the thread pool. */
+  syncIoMax = SYNC_IO_MAX;
+  /** Shadow doorbell buffers while Doorbell Buffer Config is in effect. */
+  dbbuf: DoorbellBuffers | null = null;
+  /** The one entry every command is decoded into. */
+  private readonly sqe = new Sqe();
   cc = 0;
   csts = 0;
   aqa = 0;
@@ -105,7 +141,7 @@ export class NvmeController {
   events: number[] = [];
   /** With --io-workers: the threads that serve the I/O queues (this thread keeps the admin queue). */
   ioWorkers: IoWorkerPool | null = null;
-  readonly stats: ControllerStats = { adminCommands: 0, ioCommands: 0, doorbells: 0, interrupts: 0, interruptsNotDelivered: 0, errors: 0, cqFullWaits: 0 };
+  readonly stats: ControllerStats = { adminCommands: 0, ioCommands: 0, doorbells: 0, interrupts: 0, interruptsNotDelivered: 0, errors: 0, cqFullWaits: 0, interruptsCoalesced: 0 };
 
   /** Migration: RUNNING or PRE_COPY. */
   private running = true;
@@ -117,6 +153,10 @@ export class NvmeController {
   private generation = 0;
   private intxAsserted = false;
   private readonly dirty = new Set<CompletionQueue>();
+  private readonly processNow = (): void => {
+    this.scheduled = false;
+    this.process();
+  };
   private migIn: Uint8Array[] = [];
   private migOut: Uint8Array | null = null;
   private migPos = 0;
@@ -130,6 +170,8 @@ export class NvmeController {
   attach(ctx: DeviceContext): void {
     this.ctx = ctx;
     this.mem = contextMem(ctx);
+    this.win = new GuestWindows(ctx);
+    this.prp = new PrpCursor(this.win, this.mem);
   }
 
   get enabled(): boolean {
@@ -248,8 +290,8 @@ export class NvmeController {
       this.csts |= CSTS.CFS;
       return;
     }
-    this.sqs[0] = new SubmissionQueue(0, this.asq, asqs, 0);
-    this.cqs[0] = new CompletionQueue(0, this.acq, acqs, 0, true);
+    this.sqs[0] = new SubmissionQueue(0, Number(this.asq), asqs, 0);
+    this.cqs[0] = new CompletionQueue(0, Number(this.acq), acqs, 0, true);
     this.csts = CSTS.RDY;
     this.log.info(`enabled: admin SQ ${asqs} @0x${this.asq.toString(16)}, CQ ${acqs} @0x${this.acq.toString(16)}`);
     this.schedule();
@@ -265,6 +307,8 @@ export class NvmeController {
     await this.drain();
     await this.ioWorkers?.reset();
     this.dirty.clear();
+    this.dbbuf = null;
+    this.win.clear();
     this.aers = [];
     this.events = [];
     this.granted = null;
@@ -302,12 +346,7 @@ export class NvmeController {
         return;
       }
       if (qid !== 0 && this.ioWorkers?.ring(index, value)) return;
-      const posted = cq.setHead(value, this.mem, (sqid) => this.sqs[sqid]?.head ?? 0);
-      if (posted > 0) {
-        this.dirty.add(cq);
-        this.flushInterrupts();
-      }
-      this.updateIntx();
+      this.setCqHead(cq, value);
       return;
     }
     const sq = this.sqs[qid];
@@ -320,7 +359,90 @@ export class NvmeController {
     this.schedule();
   }
 
-  // ---- processing ------------------------------------------------------
+  /** The host's CQ head moved (doorbell or shadow): post what waited for room. */
+  private setCqHead(cq: CompletionQueue, head: number): void {
+    let posted: number;
+    try {
+      posted = cq.setHead(head, this.win, this.mem, this.sqs);
+    } catch (e) {
+      this.fatal(`CQ ${cq.id} unwritable: ${(e as Error).message}`);
+      return;
+    }
+    if (posted > 0) {
+      this.dirty.add(cq);
+      this.flushInterrupts();
+    }
+    if (cq.pending.length > 0) this.watchCqHead(cq);
+    this.updateIntx();
+  }
+
+  // ---- shadow doorbells ----------------------------------------------------
+
+  /** Doorbell Buffer Config: shadow doorbells and EventIdx for every I/O queue from now on (the admin queue keeps MMIO, as Linux expects). */
+  configureDoorbellBuffers(dbs: number, eis: number): void {
+    this.dbbuf = { dbs, eis };
+    for (let qid = 1; qid < this.sqs.length; qid++) {
+      const sq = this.sqs[qid];
+      const cq = this.cqs[qid];
+      if (sq) this.attachShadow(sq, qid, false);
+      if (cq) this.attachShadow(cq, qid, true);
+    }
+    this.log.info(`shadow doorbells at 0x${dbs.toString(16)}, EventIdx at 0x${eis.toString(16)}`);
+  }
+
+  /** Points a queue at its shadow doorbell and EventIdx slots (if Doorbell Buffer Config is on) and publishes its current value. */
+  attachShadow(q: SubmissionQueue | CompletionQueue, qid: number, isCq: boolean): void {
+    if (!this.shadowSlots(q, qid, isCq)) return;
+    if (q instanceof CompletionQueue) {
+      this.win.store32(q.shadow, q.head);
+      this.win.store32(q.eventIdx, this.cqEventIdx(q));
+    } else {
+      this.win.store32(q.shadow, q.tail);
+      this.win.store32(q.eventIdx, q.tail);
+    }
+  }
+
+  /** Sets a queue's slot addresses; false when shadow doorbells are off (or for the admin queue). */
+  private shadowSlots(q: ShadowSlots, qid: number, isCq: boolean): boolean {
+    const d = this.dbbuf;
+    if (!d || qid === 0) return false;
+    const off = qid * 8 + (isCq ? 4 : 0);
+    q.shadow = d.dbs + off;
+    q.eventIdx = d.eis + off;
+    return true;
+  }
+
+  /** With interrupts by message the host's CQ head matters only for room; with INTx it drives the level, so every move rings. */
+  private cqEventIdx(cq: CompletionQueue, mv = this.messageVectors()): number {
+    return mv !== 0 && cq.pending.length === 0 ? CQ_EVENT_NEVER : cq.head;
+  }
+
+  /** Reads a queue's shadow doorbell; -1 (and a warning) when unreadable or out of range. */
+  private readShadow(q: ShadowSlots & { id: number; size: number }, what: string): number {
+    const v = this.win.load32(q.shadow);
+    if (v < 0 || v >= q.size) {
+      this.log.warn(`${what} ${q.id} shadow doorbell ${v} ignored (${v < 0 ? 'unreadable' : 'out of range'})`);
+      return -1;
+    }
+    return v;
+  }
+
+  /** Picks up the host's CQ head from the shadow doorbell (no MMIO was rung for it). */
+  private refreshCqHead(cq: CompletionQueue): void {
+    if (cq.shadow < 0) return;
+    const h = this.readShadow(cq, 'CQ');
+    if (h >= 0 && h !== cq.head) this.setCqHead(cq, h);
+  }
+
+  /** A CQ waits for room: ask the host to ring the CQ head doorbell on its next update, then look once more (it may have moved meanwhile). */
+  private watchCqHead(cq: CompletionQueue): void {
+    if (cq.shadow < 0) return;
+    this.win.store32(cq.eventIdx, cq.head);
+    const h = this.readShadow(cq, 'CQ');
+    if (h >= 0 && h !== cq.head) this.setCqHead(cq, h);
+  }
+
+    // ---- processing ------------------------------------------------------
 
   private get canRun(): boolean {
     // No client (it is going away, e.g. after migrating out): its memory is not ours to touch.
@@ -331,30 +453,42 @@ export class NvmeController {
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.process();
-    });
+    setImmediate(this.processNow);
   }
 
   private process(): void {
     if (!this.canRun) return;
     let more = false;
-    for (const sq of this.sqs) {
+    const sqe = this.sqe;
+    for (let q = 0; q < this.sqs.length; q++) {
+      const sq = this.sqs[q];
       if (!sq || sq.deleted) continue;
+      if (sq.shadow >= 0) {
+        const t = this.readShadow(sq, 'SQ');
+        if (t >= 0) sq.tail = t;
+      }
       // Round robin with a burst of at most 32 commands per queue per turn.
       for (let n = 0; n < 32 && !sq.empty && this.canRun; n++) {
-        const at = sq.take();
-        let raw: Uint8Array;
         try {
-          raw = this.mem.readSync(at, SQE_SIZE);
+          sq.fetch(this.win, this.mem, sqe);
         } catch (e) {
-          this.fatal(`SQ ${sq.id} entry at 0x${at.toString(16)} unreadable: ${(e as Error).message}`);
+          this.fatal(`SQ ${sq.id} entry ${sq.head} unreadable: ${(e as Error).message}`);
           return;
         }
-        this.execute(sq, decodeSqe(raw));
+        this.execute(sq, sqe);
       }
       if (!sq.empty) more = true;
+      else if (sq.shadow >= 0 && this.sqs[q] === sq) {
+        // Idle: ask for an MMIO doorbell for anything after this tail, then
+        // look again, since the host may have written the shadow before it saw
+        // the new EventIdx (both sides order: write, full fence, read).
+        this.win.store32(sq.eventIdx, sq.tail);
+        const t = this.readShadow(sq, 'SQ');
+        if (t >= 0 && t !== sq.tail) {
+          sq.tail = t;
+          more = true;
+        }
+      }
     }
     this.flushInterrupts();
     if (more) this.schedule();
@@ -366,55 +500,63 @@ export class NvmeController {
   }
 
   private execute(sq: SubmissionQueue, sqe: Sqe): void {
-    const gen = this.generation;
     if (sq.id === 0) this.stats.adminCommands++;
     else this.stats.ioCommands++;
     let r: Completion | Promise<Completion> | null;
     try {
       r = sq.id === 0 ? (this.ioWorkers ? this.ioWorkers.admin(this, sqe, executeAdmin) : executeAdmin(this, sqe)) : executeIo(this, sqe);
     } catch (e) {
-      r = this.failure(e, sqe);
+      r = this.failure(e, sqe.opcode, sqe.cid);
     }
     if (r === null) return; // completes later by other means (AER)
     if (!isPromise<Completion>(r)) {
-      this.complete(sq, sqe.cid, r);
+      this.complete(sq, sqe.cid, r.result, r.status);
       return;
     }
+    // Asynchronous: the shared entry is refilled by the next fetch, so keep what the completion needs.
+    const gen = this.generation;
+    const cid = sqe.cid;
+    const opcode = sqe.opcode;
     sq.inflight++;
     this.inflight++;
     r.then(
-      (c) => this.finish(sq, sqe, gen, c),
-      (e: unknown) => this.finish(sq, sqe, gen, this.failure(e, sqe)),
+      (c) => this.finish(sq, cid, gen, c),
+      (e: unknown) => this.finish(sq, cid, gen, this.failure(e, opcode, cid)),
     );
   }
 
-  private finish(sq: SubmissionQueue, sqe: Sqe, gen: number, c: Completion): void {
+  private finish(sq: SubmissionQueue, cid: number, gen: number, c: Completion): void {
     sq.inflight--;
     this.inflight--;
     if (gen === this.generation) {
-      this.complete(sq, sqe.cid, c);
+      this.complete(sq, cid, c.result, c.status);
       this.flushInterrupts();
     }
     if (this.inflight === 0) for (const w of this.drainWaiters.splice(0)) w();
     if (sq.inflight === 0) sq.onIdle?.();
   }
 
-  private failure(e: unknown, sqe: Sqe): Completion {
+  private failure(e: unknown, opcode: number, cid: number): Completion {
     this.stats.errors++;
     if (e instanceof NvmeStatus) {
-      this.log.debug(`command 0x${sqe.opcode.toString(16)} cid ${sqe.cid}: ${e.message}`);
+      this.log.debug(`command 0x${opcode.toString(16)} cid ${cid}: ${e.message}`);
       return { result: 0, status: e.status };
     }
-    this.log.error(`command 0x${sqe.opcode.toString(16)} cid ${sqe.cid} failed: ${(e as Error).stack ?? String(e)}`);
+    this.log.error(`command 0x${opcode.toString(16)} cid ${cid} failed: ${(e as Error).stack ?? String(e)}`);
     return { result: 0, status: SC.INTERNAL | STATUS_DNR };
   }
 
   /** Posts a completion for a command of `sq` on its CQ. */
-  complete(sq: SubmissionQueue, cid: number, c: Completion): void {
+  complete(sq: SubmissionQueue, cid: number, result: number, status: number): void {
     const cq = this.cqs[sq.cqid];
     if (!cq) return;
+    // Full as far as we know: the host may have moved its head in the shadow doorbell only.
+    if (cq.full && cq.shadow >= 0) this.refreshCqHead(cq);
     try {
-      if (!cq.post(this.mem, { result: c.result, sqid: sq.id, cid, status: c.status }, sq.head)) this.stats.cqFullWaits++;
+      if (!cq.post(this.win, this.mem, result, sq.id, cid, status, sq.head)) {
+        this.stats.cqFullWaits++;
+        this.watchCqHead(cq);
+      }
     } catch (e) {
       this.fatal(`CQ ${cq.id} unwritable: ${(e as Error).message}`);
       return;
@@ -422,23 +564,69 @@ export class NvmeController {
     this.dirty.add(cq);
   }
 
-  /** Raises the interrupt of every CQ that got entries. */
+  private msixEnabled(): boolean {
+    return this.ctx.config.msixControl()?.enabled ?? false;
+  }
+
+  /**
+   * How completions are signalled now: -1 MSI-X, n > 0 MSI with n vectors
+   * enabled, 0 INTx. MSI-X is checked first and without allocating.
+   */
+  private messageVectors(): number {
+    if (this.msixEnabled()) return -1;
+    const msi = this.ctx.config.msiState();
+    return msi?.enabled ? msi.vectors : 0;
+  }
+
+  /** Raises the interrupt of every CQ that got entries, unless interrupt coalescing holds it back. */
   flushInterrupts(): void {
     if (this.dirty.size === 0) return;
-    const msix = this.ctx.config.msixControl()?.enabled ?? false;
-    // MSI with fewer vectors enabled than CQ vectors in use aliases by the low bits.
-    const msiVectors = msix ? 0 : this.ctx.config.msiState()?.enabled ? this.ctx.config.msiState()!.vectors : 0;
+    const mv = this.messageVectors();
     for (const cq of this.dirty) {
+      if (cq.shadow >= 0) this.win.store32(cq.eventIdx, this.cqEventIdx(cq, mv));
       if (!cq.ien || cq.unsignalled === 0) continue;
-      cq.unsignalled = 0;
-      this.stats.interrupts++;
-      if (msix || msiVectors > 0) {
-        const r = msix ? this.ctx.irq.trigger('msix', cq.iv) : this.ctx.irq.trigger('msi', cq.iv & (msiVectors - 1));
-        if (r !== 'delivered') this.stats.interruptsNotDelivered++;
-      }
+      if (mv !== 0 && this.coalesce(cq)) continue;
+      this.fire(cq, mv);
     }
     this.dirty.clear();
-    if (!msix && msiVectors === 0) this.updateIntx();
+    if (mv === 0) this.updateIntx();
+  }
+
+  /**
+   * Interrupt Coalescing (feature 08h) on I/O CQs whose vector does not opt
+   * out (feature 09h CD): the interrupt waits until THR + 1 entries are
+   * unsignalled or TIME x 100 us passed since the first of them (a timer of
+   * whole milliseconds). TIME 0 means no waiting.
+   */
+  private coalesce(cq: CompletionQueue): boolean {
+    const v = this.features.irqCoalescing;
+    if (v === 0 || cq.id === 0) return false;
+    if ((this.features.irqConfig[cq.iv] ?? 0) & 0x10000) return false;
+    const thr = (v & 0xff) + 1;
+    const time = (v >>> 8) & 0xff;
+    if (cq.unsignalled >= thr || time === 0) return false;
+    this.stats.interruptsCoalesced++;
+    if (!cq.coalesceTimer) {
+      cq.coalesceTimer = setTimeout(() => {
+        cq.coalesceTimer = null;
+        if (this.cqs[cq.id] === cq && cq.unsignalled > 0 && this.enabled) this.fire(cq, this.messageVectors());
+      }, Math.max(1, Math.ceil(time / 10)));
+    }
+    return true;
+  }
+
+  /** Signals a CQ's vector (`mv` as messageVectors(); MSI with fewer vectors enabled than CQ vectors in use aliases by the low bits). */
+  private fire(cq: CompletionQueue, mv: number): void {
+    if (cq.coalesceTimer) {
+      clearTimeout(cq.coalesceTimer);
+      cq.coalesceTimer = null;
+    }
+    cq.unsignalled = 0;
+    this.stats.interrupts++;
+    if (mv !== 0) {
+      const r = mv < 0 ? this.ctx.irq.trigger('msix', cq.iv) : this.ctx.irq.trigger('msi', cq.iv & (mv - 1));
+      if (r !== 'delivered') this.stats.interruptsNotDelivered++;
+    }
   }
 
   /** INTx is a level: asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS bit 0 is clear. */
@@ -474,7 +662,7 @@ export class NvmeController {
       this.events.push(dw0);
       return;
     }
-    this.complete(admin, cid, { result: dw0, status: 0 });
+    this.complete(admin, cid, dw0, 0);
     this.flushInterrupts();
   }
 
@@ -554,6 +742,7 @@ export class NvmeController {
       intms: this.intms,
       features: this.features,
       granted: this.granted,
+      dbbuf: this.dbbuf,
       sqs: this.sqs.filter((q): q is SubmissionQueue => !!q).map((q) => q.save()),
       cqs: this.cqs.filter((q): q is CompletionQueue => !!q).map((q) => q.save()),
       aers: this.aers.slice(),
@@ -584,8 +773,11 @@ export class NvmeController {
     this.granted = s.granted;
     this.sqs.fill(undefined);
     this.cqs.fill(undefined);
-    for (const q of s.sqs) this.sqs[q.id] = SubmissionQueue.load(q);
-    for (const q of s.cqs) this.cqs[q.id] = CompletionQueue.load(q);
+    this.win.clear();
+    this.dbbuf = s.dbbuf ?? null;
+    // The shadow doorbells live in guest memory, which migrates with the guest: point at them, publish nothing.
+    for (const q of s.sqs) this.shadowSlots((this.sqs[q.id] = SubmissionQueue.load(q)), q.id, false);
+    for (const q of s.cqs) this.shadowSlots((this.cqs[q.id] = CompletionQueue.load(q)), q.id, true);
     this.aers = s.aers;
     this.events = s.events;
     Object.assign(this.ns.stats, s.nsStats);

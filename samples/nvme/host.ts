@@ -1,6 +1,8 @@
 // An in-process NVMe "host driver" for tests: it owns guest memory (a memfd
 // the device maps), programs the controller through BAR0 like Linux's nvme
-// driver does, and submits commands and reaps completions itself.
+// driver does, and submits commands and reaps completions itself. Like Linux
+// it can use shadow doorbells (Doorbell Buffer Config with EventIdx), and it
+// can post its doorbell writes as QEMU does.
 import { native } from '../../src/native/binding.js';
 import { VfioUserClient } from '../../src/client/client.js';
 import type { GuestMemory } from '../../src/client/guest-memory.js';
@@ -12,6 +14,9 @@ export const PAGE = 4096;
 export const ADMIN_SQ = 0x0000n;
 export const ADMIN_CQ = 0x1000n;
 export const ADMIN_DEPTH = 32;
+/** Shadow doorbell and EventIdx pages (Doorbell Buffer Config), beside the admin queues. */
+export const DBBUF_DBS = 0x2000n;
+export const DBBUF_EIS = 0x3000n;
 /** Per I/O queue pair q (1-based): SQ at 0x10000 * q, CQ 0x8000 after it. */
 export const ioSqBase = (q: number): bigint => BigInt(0x10000 * (q + 1));
 export const ioCqBase = (q: number): bigint => ioSqBase(q) + 0x8000n;
@@ -51,6 +56,9 @@ interface QueuePair {
   cqDepth: number;
   sqTail: number;
   cqHead: number;
+  /** Shadow doorbell slots (byte offsets in guest memory) when shadow doorbells are on; -1 otherwise. */
+  sqShadow: number;
+  cqShadow: number;
   phase: number;
   nextCid: number;
   waiting: Map<number, (c: Cqe) => void>;
@@ -64,11 +72,29 @@ export async function connectInMemory(ctx: DeviceContext): Promise<VfioUserClien
   return VfioUserClient.over(a);
 }
 
+/** The EventIdx test of Linux's nvme driver: did the host's update from `old` to `next` pass `eventIdx`? (16-bit ring arithmetic) */
+export function needEvent(eventIdx: number, next: number, old: number): boolean {
+  return ((next - eventIdx - 1) & 0xffff) < ((next - old) & 0xffff);
+}
+
+/** Doorbell traffic the host generated. */
+export interface HostDoorbellStats {
+  /** MMIO doorbell writes (REGION_WRITEs). */
+  mmio: number;
+  /** Shadow doorbell updates that needed no MMIO write (EventIdx not passed). */
+  shadowOnly: number;
+}
+
 export class NvmeHost {
   readonly queues = new Map<number, QueuePair>();
   private heap = HEAP_START;
   private pollTimer: NodeJS.Timeout | null = null;
   interrupts = 0;
+  /** Doorbell writes go out as posted REGION_WRITEs (NO_REPLY), as QEMU sends them. */
+  postedDoorbells = false;
+  /** Shadow doorbell and EventIdx pages once enableShadowDoorbells() succeeded. */
+  dbbuf: { dbs: bigint; eis: bigint } | null = null;
+  readonly doorbellStats: HostDoorbellStats = { mmio: 0, shadowOnly: 0 };
   /** While set (the "VM" is paused for a migration), nothing is reaped and no doorbell is rung. */
   paused = false;
 
@@ -142,7 +168,9 @@ export class NvmeHost {
     await this.w32(REG.AQA, ((ADMIN_DEPTH - 1) << 16) | (ADMIN_DEPTH - 1));
     await this.w64(REG.ASQ, ADMIN_SQ);
     await this.w64(REG.ACQ, ADMIN_CQ);
-    this.queues.set(0, { qid: 0, sqBase: ADMIN_SQ, cqBase: ADMIN_CQ, sqDepth: ADMIN_DEPTH, cqDepth: ADMIN_DEPTH, sqTail: 0, cqHead: 0, phase: 1, nextCid: 1, waiting: new Map() });
+    this.dbbuf = null;
+    this.queues.clear();
+    this.queues.set(0, { qid: 0, sqBase: ADMIN_SQ, cqBase: ADMIN_CQ, sqDepth: ADMIN_DEPTH, cqDepth: ADMIN_DEPTH, sqTail: 0, cqHead: 0, sqShadow: -1, cqShadow: -1, phase: 1, nextCid: 1, waiting: new Map() });
     await this.w32(REG.CC, CC.EN | (6 << CC.iosqesShift) | (4 << CC.iocqesShift));
     await this.waitCsts((s) => (s & CSTS.RDY) !== 0);
   }
@@ -165,7 +193,75 @@ export class NvmeHost {
     if (cq.code) throw new Error(`create CQ ${qid}: status 0x${cq.code.toString(16)}`);
     const sq = await this.admin({ opcode: 0x01, prp1: ioSqBase(qid), cdw10: qid | ((depth - 1) << 16), cdw11: 1 | (qid << 16) });
     if (sq.code) throw new Error(`create SQ ${qid}: status 0x${sq.code.toString(16)}`);
-    this.queues.set(qid, { qid, sqBase: ioSqBase(qid), cqBase: ioCqBase(qid), sqDepth: depth, cqDepth, sqTail: 0, cqHead: 0, phase: 1, nextCid: 1, waiting: new Map() });
+    const shadow = (off: number): number => (this.dbbuf ? Number(this.dbbuf.dbs) + qid * 8 + off : -1);
+    this.queues.set(qid, { qid, sqBase: ioSqBase(qid), cqBase: ioCqBase(qid), sqDepth: depth, cqDepth, sqTail: 0, cqHead: 0, sqShadow: shadow(0), cqShadow: shadow(4), phase: 1, nextCid: 1, waiting: new Map() });
+  }
+
+  /**
+   * Doorbell Buffer Config as Linux's nvme driver issues it (before the I/O
+   * queues exist): a zeroed shadow doorbell page and EventIdx page. From then
+   * on I/O queues created here update their shadow doorbells and write the
+   * MMIO doorbell only when the controller's EventIdx asks for it. Returns the
+   * completion (status non-zero when the controller refused).
+   */
+  async enableShadowDoorbells(pages?: { dbs: bigint; eis: bigint }): Promise<Cqe> {
+    const dbs = pages?.dbs ?? DBBUF_DBS;
+    const eis = pages?.eis ?? DBBUF_EIS;
+    if (!pages) {
+      this.bytesAt(dbs, PAGE).fill(0);
+      this.bytesAt(eis, PAGE).fill(0);
+    }
+    const c = await this.admin({ opcode: 0x7c, prp1: dbs, prp2: eis });
+    if (c.code === 0) this.dbbuf = { dbs, eis };
+    return c;
+  }
+
+  /** The dword at guest offset `off`, read with a full fence (Atomics) as the driver's mb() would. */
+  private load32(off: number): number {
+    return Atomics.load(this.i32(), off / 4) >>> 0;
+  }
+
+  private store32(off: number, v: number): void {
+    Atomics.store(this.i32(), off / 4, v | 0);
+  }
+
+  private i32view: Int32Array | null = null;
+  private i32(): Int32Array {
+    const b = this.mem.bytes;
+    if (!this.i32view || this.i32view.buffer !== b.buffer) this.i32view = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+    return this.i32view;
+  }
+
+  /** EventIdx the controller published for a shadow slot. */
+  eventIdx(shadowOff: number): number {
+    return this.load32(shadowOff - Number(this.dbbuf!.dbs) + Number(this.dbbuf!.eis));
+  }
+
+  /** Linux's nvme_dbbuf_update_and_check_event: writes the shadow, then says whether the MMIO doorbell is needed. */
+  private shadowUpdate(slot: number, value: number): boolean {
+    if (slot < 0) return true;
+    const old = this.load32(slot);
+    this.store32(slot, value);
+    if (needEvent(this.eventIdx(slot), value, old)) return true;
+    this.doorbellStats.shadowOnly++;
+    return false;
+  }
+
+  /** Writes doorbell `off` (posted when postedDoorbells is set). */
+  private doorbell(off: number, value: number): Promise<void> {
+    this.doorbellStats.mmio++;
+    if (this.postedDoorbells) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, value >>> 0, true);
+      this.client.regionWritePosted(0, off, b);
+      return Promise.resolve();
+    }
+    return this.w32(off, value);
+  }
+
+  private ringSq(q: QueuePair): Promise<void> {
+    if (!this.shadowUpdate(q.sqShadow, q.sqTail)) return Promise.resolve();
+    return this.doorbell(DOORBELL_BASE + 8 * q.qid, q.sqTail);
   }
 
   /** Allocates page-aligned guest memory (never freed; call resetHeap between phases). */
@@ -221,7 +317,7 @@ export class NvmeHost {
     q.nextCid = (q.nextCid % 0xfff0) + 1;
     this.writeSqe(q, cid, cmd);
     const done = new Promise<Cqe>((resolve) => q.waiting.set(cid, resolve));
-    void this.w32(DOORBELL_BASE + 8 * qid, q.sqTail);
+    void this.ringSq(q);
     this.startPolling();
     return done;
   }
@@ -237,7 +333,7 @@ export class NvmeHost {
   }
 
   async ring(qid: number): Promise<void> {
-    await this.w32(DOORBELL_BASE + 8 * qid, this.queues.get(qid)!.sqTail);
+    await this.ringSq(this.queues.get(qid)!);
   }
 
   private writeSqe(q: QueuePair, cid: number, cmd: Cmd): void {
@@ -285,7 +381,7 @@ export class NvmeHost {
           resolve(c);
         }
       }
-      if (reaped > 0) void this.w32(DOORBELL_BASE + 8 * q.qid + 4, q.cqHead).catch(() => {});
+      if (reaped > 0 && this.shadowUpdate(q.cqShadow, q.cqHead)) void this.doorbell(DOORBELL_BASE + 8 * q.qid + 4, q.cqHead).catch(() => {});
       n += reaped;
     }
     return n;

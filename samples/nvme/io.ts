@@ -1,17 +1,26 @@
 // NVM command set I/O commands: Read, Write, Flush, Write Zeroes and Dataset
-// Management. Data moves between the backing file and zero-copy views of the
-// guest's RAM (PRP lists resolved first), asynchronously.
+// Management. Reads and writes move data between the backing file and the
+// guest's mapped RAM directly: synchronously along the PRPs without
+// allocating (up to NvmeController.syncIoMax), or through the thread pool
+// from zero-copy views of the PRP ranges.
+import type { DmaView } from '../../src/server/dma.js';
 import type { NvmeController } from './controller.js';
 import { LBA_SHIFT, LBA_SIZE } from './namespace.js';
 import { PAGE_SIZE, prpSegments, readPrp, viewsOf } from './prp.js';
 import { NvmeStatus, type Completion, type Sqe } from './queues.js';
 import { IO_OPC, LIMITS, SC } from './registers.js';
 
-const OK: Completion = { result: 0, status: 0 };
+const OK: Completion = Object.freeze({ result: 0, status: 0 });
 const MAX_BYTES = PAGE_SIZE << LIMITS.mdts;
 const ZEROES = new Uint8Array(MAX_BYTES);
-/** Transfers up to this size use synchronous file calls (page-cache copies of a few microseconds); larger ones go to the thread pool. */
-export const SYNC_IO_MAX = 16 * 1024;
+/**
+ * Default for NvmeController.syncIoMax: transfers up to this size use
+ * synchronous file calls straight into guest memory (a page-cache copy costs
+ * less than a round trip through the thread pool and its wake-ups); larger
+ * ones and FUA writes go to the thread pool.
+ */
+export const SYNC_IO_MAX = MAX_BYTES;
+const TWO_32 = 4294967296;
 
 function checkNs(nsid: number, allowBroadcast = false): void {
   if (nsid === 1) return;
@@ -19,70 +28,98 @@ function checkNs(nsid: number, allowBroadcast = false): void {
   throw new NvmeStatus(SC.INVALID_NS, `namespace ${nsid}`);
 }
 
-function lbaRange(c: NvmeController, sqe: Sqe): { slba: number; nlb: number } {
-  const slba = Number(BigInt(sqe.cdw10) | (BigInt(sqe.cdw11) << 32n));
-  const nlb = (sqe.cdw12 & 0xffff) + 1;
-  if (!Number.isSafeInteger(slba) || slba + nlb > c.ns.blocks) throw new NvmeStatus(SC.LBA_RANGE, `LBA ${slba}+${nlb} beyond ${c.ns.blocks}`);
-  return { slba, nlb };
+/** Starting LBA of a command (CDW10-11), checked with its block count against the namespace. */
+function startLba(c: NvmeController, sqe: Sqe, nlb: number): number {
+  const slba = sqe.cdw11 * TWO_32 + sqe.cdw10;
+  if (sqe.cdw11 >= 0x200000 || slba + nlb > c.ns.blocks) throw new NvmeStatus(SC.LBA_RANGE, `LBA ${slba}+${nlb} beyond ${c.ns.blocks}`);
+  return slba;
+}
+
+function account(c: NvmeController, write: boolean, nlb: number): void {
+  const st = c.ns.stats;
+  if (write) {
+    st.writeCommands++;
+    st.blocksWritten += nlb;
+  } else {
+    st.readCommands++;
+    st.blocksRead += nlb;
+  }
+}
+
+/**
+ * Moves `len` bytes between the backing file at `pos` and the guest ranges of
+ * a PRP pair with one pread/pwrite per contiguous range, straight from/to the
+ * mapped guest memory: nothing is allocated.
+ */
+function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number, len: number, write: boolean): void {
+  const cur = c.prp;
+  const win = c.win;
+  cur.start(prp1, prp2, len);
+  while (cur.next()) {
+    let a = cur.addr;
+    let n = cur.len;
+    while (n > 0) {
+      // The whole range at once; a range crossing from one DMA region into the next goes page by page.
+      let k = n;
+      if (!win.locate(a, k, !write)) {
+        k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
+        if (!win.locate(a, k, !write)) throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${a.toString(16)}: not mapped${win.allowed ? '' : ' (bus master off)'}`);
+      }
+      try {
+        if (write) c.ns.writeAt(pos, win.bytes, win.offset, k);
+        else {
+          c.ns.readAt(pos, win.bytes, win.offset, k);
+          win.dirty(win.offset, k);
+        }
+      } catch (e) {
+        throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
+      }
+      a += k;
+      n -= k;
+      pos += k;
+    }
+  }
 }
 
 function transfer(c: NvmeController, sqe: Sqe, write: boolean): Completion | Promise<Completion> {
-  const { slba, nlb } = lbaRange(c, sqe);
+  const nlb = (sqe.cdw12 & 0xffff) + 1;
+  const slba = startLba(c, sqe, nlb);
   const len = nlb << LBA_SHIFT;
   if (len > MAX_BYTES) throw new NvmeStatus(SC.INVALID_FIELD, `transfer of ${len} bytes exceeds MDTS`);
   if (write && c.ns.readOnly) throw new NvmeStatus(SC.WRITE_FAULT, 'namespace is read-only');
+  const fua = write && (sqe.cdw12 & (1 << 30)) !== 0;
+  if (len <= c.syncIoMax && !fua) {
+    transferSync(c, sqe.prp1, sqe.prp2, slba * LBA_SIZE, len, write);
+    account(c, write, nlb);
+    return OK;
+  }
+  // Thread pool: the ranges and views are taken now (the entry is reused once this returns).
   const segs = prpSegments(c.mem, sqe.prp1, sqe.prp2, len);
   // A read from the namespace writes guest memory, and the other way round.
   const views = viewsOf(c.mem, segs, !write);
-  const release = (): void => {
-    for (const v of views) v.release();
-  };
+  return transferAsync(c, views, slba * LBA_SIZE, nlb, write, fua);
+}
+
+async function transferAsync(c: NvmeController, views: DmaView[], pos: number, nlb: number, write: boolean, fua: boolean): Promise<Completion> {
   const bufs = views.map((v) => v.bytes);
-  const fail = (e: unknown): never => {
-    if (e instanceof NvmeStatus) throw e;
-    throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
-  };
-  const account = (): Completion => {
-    const st = c.ns.stats;
-    if (write) {
-      st.writeCommands++;
-      st.blocksWritten += nlb;
-    } else {
-      st.readCommands++;
-      st.blocksRead += nlb;
-    }
-    return OK;
-  };
-  const fua = write && (sqe.cdw12 & (1 << 30)) !== 0;
-  if (len <= SYNC_IO_MAX && !fua) {
+  try {
     try {
-      if (write) c.ns.writeSync(slba * LBA_SIZE, bufs);
-      else c.ns.readSync(slba * LBA_SIZE, bufs);
+      if (write) await c.ns.write(pos, bufs);
+      else await c.ns.read(pos, bufs);
     } catch (e) {
-      fail(e);
-    } finally {
-      release();
+      throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
     }
-    return account();
+    if (fua) await c.ns.flush();
+  } finally {
+    for (const v of views) v.release();
   }
-  return (async () => {
-    try {
-      try {
-        if (write) await c.ns.write(slba * LBA_SIZE, bufs);
-        else await c.ns.read(slba * LBA_SIZE, bufs);
-      } catch (e) {
-        fail(e);
-      }
-      if (fua) await c.ns.flush();
-    } finally {
-      release();
-    }
-    return account();
-  })();
+  account(c, write, nlb);
+  return OK;
 }
 
 async function writeZeroes(c: NvmeController, sqe: Sqe): Promise<Completion> {
-  const { slba, nlb } = lbaRange(c, sqe);
+  const nlb = (sqe.cdw12 & 0xffff) + 1;
+  const slba = startLba(c, sqe, nlb);
   if (c.ns.readOnly) throw new NvmeStatus(SC.WRITE_FAULT, 'namespace is read-only');
   let pos = slba * LBA_SIZE;
   let left = nlb * LBA_SIZE;
@@ -133,9 +170,10 @@ export function executeIo(c: NvmeController, sqe: Sqe): Completion | Promise<Com
     case IO_OPC.FLUSH:
       checkNs(sqe.nsid, true);
       return flush(c);
-    case IO_OPC.WRITE_ZEROES:
+    case IO_OPC.WRITE_ZEROES: {
       checkNs(sqe.nsid);
       return writeZeroes(c, sqe);
+    }
     case IO_OPC.DSM:
       checkNs(sqe.nsid);
       return datasetManagement(c, sqe);

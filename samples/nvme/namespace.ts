@@ -1,7 +1,7 @@
 // One NVMe namespace backed by a regular file: 512-byte LBAs, size fixed at
 // creation. Data moves between the file and guest memory with vectored,
 // asynchronous file I/O straight from/to the DMA views (no copy in JS).
-import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readv, readvSync, writev, writevSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, readv, readvSync, writeSync, writev, writevSync } from 'node:fs';
 import { native } from '../../src/native/binding.js';
 import { VfioUserError } from '../../src/protocol/errors.js';
 
@@ -125,6 +125,27 @@ export class Namespace {
     let done = 0;
     const total = bufs.reduce((n, b) => n + b.length, 0);
     while (done < total) done += writevSync(this.fd, skip(bufs, done), pos + done);
+  }
+
+  /** Reads `len` bytes at byte `pos` into `buf` from `off` (one pread unless it comes back short). */
+  readAt(pos: number, buf: Uint8Array, off: number, len: number): void {
+    while (len > 0) {
+      const n = readSync(this.fd, buf, off, len, pos);
+      if (n === 0) throw Object.assign(new Error('short read (end of file)'), { code: 'EIO' });
+      off += n;
+      pos += n;
+      len -= n;
+    }
+  }
+
+  /** Writes `len` bytes of `buf` from `off` at byte `pos`. */
+  writeAt(pos: number, buf: Uint8Array, off: number, len: number): void {
+    while (len > 0) {
+      const n = writeSync(this.fd, buf, off, len, pos);
+      off += n;
+      pos += n;
+      len -= n;
+    }
   }
 
   flush(): Promise<void> {

@@ -1,6 +1,7 @@
 // Submission and completion queues: ring state, entry fetch and completion
 // posting (phase tag written last), and the NvmeStatus error type command
 // handlers throw.
+import { u64n, type GuestWindows } from './guest-window.js';
 import type { GuestMem } from './prp.js';
 import { STATUS_DNR } from './registers.js';
 
@@ -16,42 +17,49 @@ export class NvmeStatus extends Error {
   }
 }
 
-/** One decoded submission queue entry (the dwords a handler needs). */
-export interface Sqe {
-  raw: Uint8Array;
-  opcode: number;
+/**
+ * One submission queue entry, decoded in place: the controller keeps one
+ * instance and refills it for every command it fetches, so a handler must
+ * copy what it needs before it awaits anything. PRP addresses are numbers
+ * (NaN for 2^53 and above, where no guest memory is).
+ */
+export class Sqe {
+  opcode = 0;
   /** FUSE bits 8-9, PSDT bits 14-15 of CDW0. */
-  flags: number;
-  cid: number;
-  nsid: number;
-  prp1: bigint;
-  prp2: bigint;
-  cdw10: number;
-  cdw11: number;
-  cdw12: number;
-  cdw13: number;
-  cdw14: number;
-  cdw15: number;
+  flags = 0;
+  cid = 0;
+  nsid = 0;
+  prp1 = 0;
+  prp2 = 0;
+  cdw10 = 0;
+  cdw11 = 0;
+  cdw12 = 0;
+  cdw13 = 0;
+  cdw14 = 0;
+  cdw15 = 0;
+
+  /** Decodes the 64 bytes at `off` of `dv`. */
+  load(dv: DataView, off: number): this {
+    const cdw0 = dv.getUint32(off, true);
+    this.opcode = cdw0 & 0xff;
+    this.flags = (cdw0 >>> 8) & 0xff;
+    this.cid = cdw0 >>> 16;
+    this.nsid = dv.getUint32(off + 4, true);
+    this.prp1 = u64n(dv, off + 24);
+    this.prp2 = u64n(dv, off + 32);
+    this.cdw10 = dv.getUint32(off + 40, true);
+    this.cdw11 = dv.getUint32(off + 44, true);
+    this.cdw12 = dv.getUint32(off + 48, true);
+    this.cdw13 = dv.getUint32(off + 52, true);
+    this.cdw14 = dv.getUint32(off + 56, true);
+    this.cdw15 = dv.getUint32(off + 60, true);
+    return this;
+  }
 }
 
+/** Decodes a 64-byte entry into a new Sqe (tests, slow paths). */
 export function decodeSqe(b: Uint8Array): Sqe {
-  const dv = new DataView(b.buffer, b.byteOffset, SQE_SIZE);
-  const cdw0 = dv.getUint32(0, true);
-  return {
-    raw: b,
-    opcode: cdw0 & 0xff,
-    flags: (cdw0 >>> 8) & 0xff,
-    cid: cdw0 >>> 16,
-    nsid: dv.getUint32(4, true),
-    prp1: dv.getBigUint64(24, true),
-    prp2: dv.getBigUint64(32, true),
-    cdw10: dv.getUint32(40, true),
-    cdw11: dv.getUint32(44, true),
-    cdw12: dv.getUint32(48, true),
-    cdw13: dv.getUint32(52, true),
-    cdw14: dv.getUint32(56, true),
-    cdw15: dv.getUint32(60, true),
-  };
+  return new Sqe().load(new DataView(b.buffer, b.byteOffset, SQE_SIZE), 0);
 }
 
 /** What a command handler produces: DW0 of the completion and a status (0 = success). */
@@ -70,17 +78,26 @@ export interface SqState {
   prio: number;
 }
 
-export class SubmissionQueue {
+/** Shadow doorbell and EventIdx addresses of one queue (Doorbell Buffer Config), or -1 when off. */
+export interface ShadowSlots {
+  shadow: number;
+  eventIdx: number;
+}
+
+export class SubmissionQueue implements ShadowSlots {
   head = 0;
   tail = 0;
   /** Commands fetched and not completed yet. */
   inflight = 0;
   deleted = false;
+  shadow = -1;
+  eventIdx = -1;
   /** Called when the queue's last running command finished (Delete I/O SQ waits for it). */
   onIdle?: () => void;
   constructor(
     readonly id: number,
-    readonly base: bigint,
+    /** Guest address of entry 0 (page aligned). */
+    readonly base: number,
     readonly size: number,
     readonly cqid: number,
     readonly prio = 0,
@@ -90,19 +107,23 @@ export class SubmissionQueue {
     return this.head === this.tail;
   }
 
-  /** Takes the next entry (caller checked !empty); returns its address. */
-  take(): bigint {
-    const at = this.base + BigInt(this.head * SQE_SIZE);
+  /** Decodes the entry at the head into `sqe` and advances the head (caller checked !empty). Throws when the ring is unreadable. */
+  fetch(win: GuestWindows, mem: GuestMem, sqe: Sqe): void {
+    const at = this.base + this.head * SQE_SIZE;
+    if (win.locate(at, SQE_SIZE, false)) sqe.load(win.dv, win.offset);
+    else {
+      const raw = mem.readSync(at, SQE_SIZE);
+      sqe.load(new DataView(raw.buffer, raw.byteOffset, SQE_SIZE), 0);
+    }
     this.head = (this.head + 1) % this.size;
-    return at;
   }
 
   save(): SqState {
-    return { id: this.id, base: this.base.toString(), size: this.size, cqid: this.cqid, head: this.head, tail: this.tail, prio: this.prio };
+    return { id: this.id, base: String(this.base), size: this.size, cqid: this.cqid, head: this.head, tail: this.tail, prio: this.prio };
   }
 
   static load(s: SqState): SubmissionQueue {
-    const q = new SubmissionQueue(s.id, BigInt(s.base), s.size, s.cqid, s.prio);
+    const q = new SubmissionQueue(s.id, Number(s.base), s.size, s.cqid, s.prio);
     q.head = s.head;
     q.tail = s.tail;
     return q;
@@ -128,7 +149,7 @@ export interface CqState {
   pending: PendingCqe[];
 }
 
-export class CompletionQueue {
+export class CompletionQueue implements ShadowSlots {
   head = 0;
   tail = 0;
   /** Phase tag of the next entry the controller posts. */
@@ -137,9 +158,14 @@ export class CompletionQueue {
   pending: PendingCqe[] = [];
   /** Entries posted since the last interrupt. */
   unsignalled = 0;
+  shadow = -1;
+  eventIdx = -1;
+  /** Interrupt coalescing: a timer is armed for this queue's vector. */
+  coalesceTimer: NodeJS.Timeout | null = null;
   constructor(
     readonly id: number,
-    readonly base: bigint,
+    /** Guest address of entry 0 (page aligned). */
+    readonly base: number,
     readonly size: number,
     readonly iv: number,
     readonly ien: boolean,
@@ -158,48 +184,61 @@ export class CompletionQueue {
    * Writes a completion (DW0-2 first, then DW3 with the phase tag) or queues
    * it when the ring is full. Returns true if posted.
    */
-  post(mem: GuestMem, c: PendingCqe, sqHead: number): boolean {
+  post(win: GuestWindows, mem: GuestMem, result: number, sqid: number, cid: number, status: number, sqHead: number): boolean {
     if (this.full || this.pending.length > 0) {
-      this.pending.push(c);
+      this.pending.push({ result, sqid, cid, status });
       return false;
     }
-    this.write(mem, c, sqHead);
+    this.write(win, mem, result, sqid, cid, status, sqHead);
     return true;
   }
 
-  private write(mem: GuestMem, c: PendingCqe, sqHead: number): void {
-    const at = this.base + BigInt(this.tail * CQE_SIZE);
-    const head = new Uint8Array(12);
-    const dv = new DataView(head.buffer);
-    dv.setUint32(0, c.result >>> 0, true);
-    dv.setUint32(8, (sqHead & 0xffff) | ((c.sqid & 0xffff) << 16), true);
-    const dw3 = new Uint8Array(4);
-    new DataView(dw3.buffer).setUint32(0, ((c.cid & 0xffff) | ((((c.status & 0x7fff) << 1) | this.phase) << 16)) >>> 0, true);
-    mem.writeSync(at, head);
-    mem.writeSync(at + 12n, dw3);
+  private write(win: GuestWindows, mem: GuestMem, result: number, sqid: number, cid: number, status: number, sqHead: number): void {
+    const at = this.base + this.tail * CQE_SIZE;
+    const dw2 = ((sqHead & 0xffff) | ((sqid & 0xffff) << 16)) >>> 0;
+    const dw3 = ((cid & 0xffff) | ((((status & 0x7fff) << 1) | this.phase) << 16)) >>> 0;
+    if (win.locate(at, CQE_SIZE, true)) {
+      const dv = win.dv;
+      const o = win.offset;
+      dv.setUint32(o, result >>> 0, true);
+      dv.setUint32(o + 4, 0, true);
+      dv.setUint32(o + 8, dw2, true);
+      // The phase tag goes last: the host may be polling this entry.
+      dv.setUint32(o + 12, dw3, true);
+      win.dirty(o, CQE_SIZE);
+    } else {
+      const head = new Uint8Array(12);
+      const hv = new DataView(head.buffer);
+      hv.setUint32(0, result >>> 0, true);
+      hv.setUint32(8, dw2, true);
+      const tail = new Uint8Array(4);
+      new DataView(tail.buffer).setUint32(0, dw3, true);
+      mem.writeSync(at, head);
+      mem.writeSync(at + 12, tail);
+    }
     this.tail = (this.tail + 1) % this.size;
     if (this.tail === 0) this.phase ^= 1;
     this.unsignalled++;
   }
 
   /** The host consumed entries up to `head`; post what waited for room. Returns entries posted. */
-  setHead(head: number, mem: GuestMem, sqHeadOf: (sqid: number) => number): number {
+  setHead(head: number, win: GuestWindows, mem: GuestMem, sqs: readonly (SubmissionQueue | undefined)[]): number {
     this.head = head;
     let n = 0;
     while (this.pending.length > 0 && !this.full) {
       const c = this.pending.shift()!;
-      this.write(mem, c, sqHeadOf(c.sqid));
+      this.write(win, mem, c.result, c.sqid, c.cid, c.status, sqs[c.sqid]?.head ?? 0);
       n++;
     }
     return n;
   }
 
   save(): CqState {
-    return { id: this.id, base: this.base.toString(), size: this.size, head: this.head, tail: this.tail, phase: this.phase, iv: this.iv, ien: this.ien, pending: this.pending.slice() };
+    return { id: this.id, base: String(this.base), size: this.size, head: this.head, tail: this.tail, phase: this.phase, iv: this.iv, ien: this.ien, pending: this.pending.slice() };
   }
 
   static load(s: CqState): CompletionQueue {
-    const q = new CompletionQueue(s.id, BigInt(s.base), s.size, s.iv, s.ien);
+    const q = new CompletionQueue(s.id, Number(s.base), s.size, s.iv, s.ien);
     q.head = s.head;
     q.tail = s.tail;
     q.phase = s.phase;

@@ -257,14 +257,18 @@ export class IoWorkerPool {
    * worker's running commands of that queue have.
    */
   afterAdmin(c: NvmeController, sqe: Sqe, r: Completion | Promise<Completion> | null): Completion | Promise<Completion> | null {
+    // The controller refills one Sqe for every command: keep what is needed past an await.
+    return this.mirror(c, sqe.opcode, sqe.cdw10 & 0xffff, r);
+  }
+
+  private mirror(c: NvmeController, opcode: number, qid: number, r: Completion | Promise<Completion> | null): Completion | Promise<Completion> | null {
     if (r === null) return r;
     if (typeof (r as Promise<Completion>).then === 'function') {
-      return (r as Promise<Completion>).then((done) => this.afterAdmin(c, sqe, done)!);
+      return (r as Promise<Completion>).then((done) => this.mirror(c, opcode, qid, done)!);
     }
     const done = r as Completion;
     if (done.status !== 0) return done;
-    const qid = sqe.cdw10 & 0xffff;
-    switch (sqe.opcode) {
+    switch (opcode) {
       case ADMIN_OPC.CREATE_CQ: {
         const cq = c.cqs[qid];
         if (cq) this.createCq(cq);
