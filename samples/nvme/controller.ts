@@ -1,6 +1,6 @@
 // The NVMe controller: BAR0 registers and doorbells, shadow doorbells
 // (Doorbell Buffer Config, with EventIdx), controller enable / reset /
-// shutdown, queue processing off the command path (setImmediate), completion
+// shutdown, queue processing (in the doorbell's turn, or setImmediate), completion
 // posting and interrupts (MSI-X per CQ with interrupt coalescing, INTx as a
 // level), quiesce and the migration state stream.
 //
@@ -147,6 +147,8 @@ export class NvmeController {
   private running = true;
   private quiesced = 0;
   private scheduled = false;
+  /** Inside process(): a doorbell rung from a completion callback must not re-enter it. */
+  private processing = false;
   private inflight = 0;
   private drainWaiters: (() => void)[] = [];
   /** Bumped on every controller reset: completions of older commands are dropped. */
@@ -356,7 +358,11 @@ export class NvmeController {
     }
     if (qid !== 0 && this.ioWorkers?.ring(index, value)) return;
     sq.tail = value;
-    this.schedule();
+    // Posted doorbells need no reply: run the queue now, in the same turn
+    // (no setImmediate hop; in the dedicated-thread mode the thread goes
+    // straight back to recvmsg afterwards).
+    if (!this.scheduled && !this.processing) this.process();
+    else this.schedule();
   }
 
   /** The host's CQ head moved (doorbell or shadow): post what waited for room. */
@@ -449,7 +455,7 @@ export class NvmeController {
     return this.enabled && this.running && this.quiesced === 0 && this.ctx.connected;
   }
 
-  /** Queue processing runs on a later turn of the event loop, never inside the access that rang the doorbell. */
+  /** Queue processing on a later turn of the event loop (after enable, a quiesce, or a burst that left work). */
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -458,6 +464,15 @@ export class NvmeController {
 
   private process(): void {
     if (!this.canRun) return;
+    this.processing = true;
+    try {
+      this.processQueues();
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private processQueues(): void {
     let more = false;
     const sqe = this.sqe;
     for (let q = 0; q < this.sqs.length; q++) {
