@@ -232,7 +232,7 @@ function createCq(c: NvmeController, sqe: Sqe): Completion {
   if (size < 2 || size > LIMITS.maxQueueEntries) throw new NvmeStatus(SC.QUEUE_SIZE, `CQ size ${size}`);
   if (!pc) throw new NvmeStatus(SC.INVALID_FIELD, 'CQ must be physically contiguous');
   if (iv >= LIMITS.msixVectors) throw new NvmeStatus(SC.INVALID_VECTOR, `vector ${iv}`);
-  if (!(sqe.prp1 % 4096 === 0) || sqe.prp1 === 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'CQ base not page aligned');
+  if (sqe.prp1 <= 0 || sqe.prp1 % 4096 !== 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'CQ base not page aligned');
   const cq = new CompletionQueue(qid, sqe.prp1, size, iv, ien);
   c.cqs[qid] = cq;
   c.attachShadow(cq, qid, true);
@@ -251,7 +251,7 @@ function createSq(c: NvmeController, sqe: Sqe): Completion {
   if (size < 2 || size > LIMITS.maxQueueEntries) throw new NvmeStatus(SC.QUEUE_SIZE, `SQ size ${size}`);
   if (!pc) throw new NvmeStatus(SC.INVALID_FIELD, 'SQ must be physically contiguous');
   if (cqid === 0 || !c.cqs[cqid]) throw new NvmeStatus(SC.CQ_INVALID, `CQ ${cqid}`);
-  if (!(sqe.prp1 % 4096 === 0) || sqe.prp1 === 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'SQ base not page aligned');
+  if (sqe.prp1 <= 0 || sqe.prp1 % 4096 !== 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'SQ base not page aligned');
   const sq = new SubmissionQueue(qid, sqe.prp1, size, cqid, prio);
   c.sqs[qid] = sq;
   c.attachShadow(sq, qid, false);
@@ -293,7 +293,7 @@ function deleteCq(c: NvmeController, sqe: Sqe): Completion {
 function doorbellBufferConfig(c: NvmeController, sqe: Sqe): Completion {
   const dbs = sqe.prp1;
   const eis = sqe.prp2;
-  if (!(dbs % 4096 === 0) || !(eis % 4096 === 0) || dbs === 0 || eis === 0) {
+  if (dbs <= 0 || eis <= 0 || dbs % 4096 !== 0 || eis % 4096 !== 0) {
     throw new NvmeStatus(SC.INVALID_FIELD, 'doorbell buffers must be page aligned');
   }
   // Both pages hold one dword per doorbell: (max I/O queues + admin) x 2 x 4 bytes.

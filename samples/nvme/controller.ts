@@ -72,6 +72,8 @@ export interface ControllerStats {
   cqFullWaits: number;
   /** Interrupts held back by interrupt coalescing (fired later by threshold or time). */
   interruptsCoalesced: number;
+  /** Doorbell Buffer Config commands accepted (shadow doorbells switched on). */
+  doorbellBufferConfigs: number;
 }
 
 /** Shadow doorbell and EventIdx buffers (Doorbell Buffer Config), guest addresses of one page each. */
@@ -141,7 +143,7 @@ export class NvmeController {
   events: number[] = [];
   /** With --io-workers: the threads that serve the I/O queues (this thread keeps the admin queue). */
   ioWorkers: IoWorkerPool | null = null;
-  readonly stats: ControllerStats = { adminCommands: 0, ioCommands: 0, doorbells: 0, interrupts: 0, interruptsNotDelivered: 0, errors: 0, cqFullWaits: 0, interruptsCoalesced: 0 };
+  readonly stats: ControllerStats = { adminCommands: 0, ioCommands: 0, doorbells: 0, interrupts: 0, interruptsNotDelivered: 0, errors: 0, cqFullWaits: 0, interruptsCoalesced: 0, doorbellBufferConfigs: 0 };
 
   /** Migration: RUNNING or PRE_COPY. */
   private running = true;
@@ -154,7 +156,14 @@ export class NvmeController {
   /** Bumped on every controller reset: completions of older commands are dropped. */
   private generation = 0;
   private intxAsserted = false;
-  private readonly dirty = new Set<CompletionQueue>();
+  /**
+   * CQs that got entries since the last flushInterrupts (each once:
+   * CompletionQueue.dirty), the first dirtyCount slots. A count rather than
+   * `length = 0`, which would give the array's backing store back to be
+   * allocated again by the next push.
+   */
+  private readonly dirty: CompletionQueue[] = [];
+  private dirtyCount = 0;
   private readonly processNow = (): void => {
     this.scheduled = false;
     this.process();
@@ -308,7 +317,8 @@ export class NvmeController {
     this.cqs.fill(undefined);
     await this.drain();
     await this.ioWorkers?.reset();
-    this.dirty.clear();
+    for (let i = 0; i < this.dirtyCount; i++) this.dirty[i]!.dirty = false;
+    this.dirtyCount = 0;
     this.dbbuf = null;
     this.win.clear();
     this.aers = [];
@@ -375,7 +385,7 @@ export class NvmeController {
       return;
     }
     if (posted > 0) {
-      this.dirty.add(cq);
+      this.markDirty(cq);
       this.flushInterrupts();
     }
     if (cq.pending.length > 0) this.watchCqHead(cq);
@@ -387,6 +397,7 @@ export class NvmeController {
   /** Doorbell Buffer Config: shadow doorbells and EventIdx for every I/O queue from now on (the admin queue keeps MMIO, as Linux expects). */
   configureDoorbellBuffers(dbs: number, eis: number): void {
     this.dbbuf = { dbs, eis };
+    this.stats.doorbellBufferConfigs++;
     for (let qid = 1; qid < this.sqs.length; qid++) {
       const sq = this.sqs[qid];
       const cq = this.cqs[qid];
@@ -576,11 +587,17 @@ export class NvmeController {
       this.fatal(`CQ ${cq.id} unwritable: ${(e as Error).message}`);
       return;
     }
-    this.dirty.add(cq);
+    this.markDirty(cq);
   }
 
   private msixEnabled(): boolean {
-    return this.ctx.config.msixControl()?.enabled ?? false;
+    return this.ctx.config.msixEnabled;
+  }
+
+  private markDirty(cq: CompletionQueue): void {
+    if (cq.dirty) return;
+    cq.dirty = true;
+    this.dirty[this.dirtyCount++] = cq;
   }
 
   /**
@@ -595,15 +612,21 @@ export class NvmeController {
 
   /** Raises the interrupt of every CQ that got entries, unless interrupt coalescing holds it back. */
   flushInterrupts(): void {
-    if (this.dirty.size === 0) return;
+    const n = this.dirtyCount;
+    if (n === 0) return;
     const mv = this.messageVectors();
-    for (const cq of this.dirty) {
+    for (let i = 0; i < n; i++) {
+      const cq = this.dirty[i]!;
+      cq.dirty = false;
       if (cq.shadow >= 0) this.win.store32(cq.eventIdx, this.cqEventIdx(cq, mv));
       if (!cq.ien || cq.unsignalled === 0) continue;
       if (mv !== 0 && this.coalesce(cq)) continue;
       this.fire(cq, mv);
     }
-    this.dirty.clear();
+    // Queues marked while flushing (none today) move down for the next flush.
+    const extra = this.dirtyCount - n;
+    for (let j = 0; j < extra; j++) this.dirty[j] = this.dirty[n + j]!;
+    this.dirtyCount = extra;
     if (mv === 0) this.updateIntx();
   }
 
@@ -647,7 +670,7 @@ export class NvmeController {
   /** INTx is a level: asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS bit 0 is clear. */
   updateIntx(): void {
     if (!this.ctx) return;
-    const messages = (this.ctx.config.msixControl()?.enabled ?? false) || (this.ctx.config.msiState()?.enabled ?? false);
+    const messages = this.messageVectors() !== 0;
     let want = false;
     if (!messages && !(this.intms & 1)) {
       for (const cq of this.cqs) if (cq && cq.ien && cq.outstanding > 0) want = true;
@@ -724,7 +747,7 @@ export class NvmeController {
         // Interrupts for entries posted before the move (harmless if already seen), then the queued work.
         for (const cq of this.cqs) if (cq && cq.outstanding > 0) {
           cq.unsignalled = 1;
-          this.dirty.add(cq);
+          this.markDirty(cq);
         }
         if (this.enabled) this.flushInterrupts();
         this.schedule();

@@ -117,9 +117,13 @@ export class GuestWindows {
   }
 }
 
-/** A little-endian u64 at `off` of `dv` as a number; NaN when it is 2^53 or more (no such guest memory). */
+/**
+ * A little-endian u64 at `off` of `dv` as a number; -1 when it is 2^53 or
+ * more (no such guest memory). -1 rather than NaN keeps fields that hold
+ * addresses small integers, which V8 passes around without boxing.
+ */
 export function u64n(dv: DataView, off: number): number {
   const hi = dv.getUint32(off + 4, true);
-  if (hi >= 0x200000) return NaN;
-  return hi * TWO_32 + dv.getUint32(off, true);
+  if (hi >= 0x200000) return -1;
+  return hi === 0 ? dv.getUint32(off, true) : hi * TWO_32 + dv.getUint32(off, true);
 }

@@ -30,7 +30,7 @@ function checkNs(nsid: number, allowBroadcast = false): void {
 
 /** Starting LBA of a command (CDW10-11), checked with its block count against the namespace. */
 function startLba(c: NvmeController, sqe: Sqe, nlb: number): number {
-  const slba = sqe.cdw11 * TWO_32 + sqe.cdw10;
+  const slba = sqe.cdw11 === 0 ? sqe.cdw10 : sqe.cdw11 * TWO_32 + sqe.cdw10;
   if (sqe.cdw11 >= 0x200000 || slba + nlb > c.ns.blocks) throw new NvmeStatus(SC.LBA_RANGE, `LBA ${slba}+${nlb} beyond ${c.ns.blocks}`);
   return slba;
 }

@@ -48,9 +48,9 @@ function readList(mem: GuestMem, at: bigint, count: number): BigUint64Array {
 
 /** The guest ranges of a `len`-byte transfer described by PRP1/PRP2 (4 KiB pages). */
 export function prpSegments(mem: GuestMem, prp1n: number, prp2n: number, len: number): Segment[] {
-  if (Number.isNaN(prp1n) || (len > PAGE_SIZE - (prp1n % PAGE_SIZE) && Number.isNaN(prp2n))) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP beyond guest memory');
+  if (prp1n < 0 || (len > PAGE_SIZE - (prp1n % PAGE_SIZE) && prp2n < 0)) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP beyond guest memory');
   const prp1 = BigInt(prp1n);
-  const prp2 = Number.isNaN(prp2n) ? 0n : BigInt(prp2n);
+  const prp2 = prp2n < 0 ? 0n : BigInt(prp2n);
   const segs: Segment[] = [];
   const push = (iova: bigint, n: number): void => {
     const last = segs[segs.length - 1];
@@ -166,7 +166,7 @@ export class PrpCursor {
   private list = 0;
   private prp1 = 0;
   /** A page taken from the walk that did not merge into the previous range. */
-  private held = NaN;
+  private held = -1;
 
   constructor(
     private readonly win: GuestWindows,
@@ -174,7 +174,7 @@ export class PrpCursor {
   ) {}
 
   start(prp1: number, prp2: number, len: number): void {
-    if (Number.isNaN(prp1)) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP1 beyond guest memory');
+    if (prp1 < 0) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP1 beyond guest memory');
     if (prp1 % 4 !== 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'PRP1 not dword aligned');
     this.prp1 = prp1;
     this.addr = prp1;
@@ -182,14 +182,14 @@ export class PrpCursor {
     this.left = len;
     this.prp2 = prp2;
     this.list = prp2;
-    this.held = NaN;
+    this.held = -1;
     this.stage = 0;
     this.then = 3;
     const first = PAGE_SIZE - (prp1 % PAGE_SIZE);
     if (len > first) {
       const rest = len - first;
       this.then = rest <= PAGE_SIZE ? 1 : 2;
-      if (Number.isNaN(prp2)) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP2 beyond guest memory');
+      if (prp2 < 0) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP2 beyond guest memory');
       if (rest <= PAGE_SIZE) {
         if (prp2 % PAGE_SIZE !== 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'PRP2 entry not page aligned');
       } else if (prp2 % 8 !== 0) throw new NvmeStatus(SC.PRP_OFFSET_INVALID, 'PRP list pointer not qword aligned');
@@ -223,9 +223,9 @@ export class PrpCursor {
 
   /** The next page-sized piece's start address. */
   private page(): number {
-    if (!Number.isNaN(this.held)) {
+    if (this.held >= 0) {
       const p = this.held;
-      this.held = NaN;
+      this.held = -1;
       return p;
     }
     switch (this.stage) {
@@ -265,7 +265,7 @@ export class PrpCursor {
       }
       v = u64n(new DataView(raw.buffer, raw.byteOffset, 8), 0);
     }
-    if (Number.isNaN(v)) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP entry beyond guest memory');
+    if (v < 0) throw new NvmeStatus(SC.DATA_XFER_ERROR, 'PRP entry beyond guest memory');
     return v;
   }
 }

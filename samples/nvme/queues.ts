@@ -21,7 +21,7 @@ export class NvmeStatus extends Error {
  * One submission queue entry, decoded in place: the controller keeps one
  * instance and refills it for every command it fetches, so a handler must
  * copy what it needs before it awaits anything. PRP addresses are numbers
- * (NaN for 2^53 and above, where no guest memory is).
+ * (-1 for 2^53 and above, where no guest memory is).
  */
 export class Sqe {
   opcode = 0;
@@ -160,6 +160,8 @@ export class CompletionQueue implements ShadowSlots {
   unsignalled = 0;
   shadow = -1;
   eventIdx = -1;
+  /** Listed for the next flushInterrupts. */
+  dirty = false;
   /** Interrupt coalescing: a timer is armed for this queue's vector. */
   coalesceTimer: NodeJS.Timeout | null = null;
   constructor(

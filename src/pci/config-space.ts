@@ -366,6 +366,15 @@ export class PciConfigSpace {
     this.set32(off, (pending ? st.pendingBits | bit : st.pendingBits & ~bit) >>> 0);
   }
 
+  /** MSI-X Enable, read without allocating (for a device's per-request path); false without the capability. */
+  get msixEnabled(): boolean {
+    this.msixCap ??= this.findCapability(C.PCI_CAP_ID_MSIX) ?? -1;
+    return this.msixCap >= 0 && (this.get16(this.msixCap + C.PCI_MSIX_FLAGS) & C.PCI_MSIX_FLAGS_ENABLE) !== 0;
+  }
+
+  /** Offset of the MSI-X capability (-1: none), found on first use; the capability list is fixed at construction. */
+  private msixCap: number | undefined;
+
   /** MSI-X Enable and Function Mask, or undefined without an MSI-X capability. */
   msixControl(): MsixControl | undefined {
     const o = this.findCapability(C.PCI_CAP_ID_MSIX);
