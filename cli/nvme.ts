@@ -9,7 +9,7 @@ import { SOCKET_OPTIONS, SOCKET_USAGE, socketSettings } from './socket-options.j
 import { UsageError, type CliCommand } from './types.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--io-workers N] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
+  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--io-workers N] [--sync-io-max BYTES] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
@@ -20,6 +20,8 @@ export const NVME_USAGE = [
   '  --size SIZE                the namespace\'s size',
   '  --irq msix|msi             interrupt kind offered (default msix)',
   `  --io-workers N             serve the I/O queues from N worker threads (1..${MAX_IO_WORKERS}); the device then does not migrate`,
+  '  --sync-io-max BYTES        reads and writes up to BYTES run as synchronous file calls,',
+  '                             larger ones in the thread pool (default 1M, the MDTS; 0: all in the pool)',
   DEDICATED_THREAD_USAGE,
   SOCKET_USAGE,
   '',
@@ -52,7 +54,7 @@ export const nvmeCommand: CliCommand = {
   name: 'nvme',
   summary: 'run the NVMe controller sample (one namespace backed by a file)',
   usage: NVME_USAGE,
-  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, 'io-workers': { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
+  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, 'io-workers': { type: 'string' }, 'sync-io-max': { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
   positionals: ['SOCKET'],
   async run(args, io) {
     const backing = stringOption(args, 'backing');
@@ -72,10 +74,17 @@ export const nvmeCommand: CliCommand = {
     if (workersText !== undefined && (!/^\d+$/.test(workersText) || ioWorkers < 1 || ioWorkers > MAX_IO_WORKERS)) {
       throw new UsageError(`--io-workers wants a number of threads from 1 to ${MAX_IO_WORKERS}, not '${workersText}'`);
     }
+    const syncText = stringOption(args, 'sync-io-max');
+    let syncIoMax: number | undefined;
+    if (syncText !== undefined) {
+      const m = /^(\d+)([kKmM]?)$/.exec(syncText);
+      if (!m) throw new UsageError(`--sync-io-max wants a byte count (suffix K or M), not '${syncText}'`);
+      syncIoMax = Number(m[1]) * (m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1024 : 1 << 20);
+    }
     const { socketMode, owner } = socketSettings(args);
     // Warnings (a guest driver misusing the controller) show even without -v.
     const logger = consoleLogger(io.verbose ? 'debug' : 'warn', 'vfio-user nvme');
-    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers, lockBacking: true });
+    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers, lockBacking: true, ...(syncIoMax !== undefined ? { syncIoMax } : {}) });
     logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
     dev.ctx.on('disconnect', () => {
       const line = ioWorkersSummary(dev);

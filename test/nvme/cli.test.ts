@@ -26,4 +26,5 @@ test('nvme CLI: sizes and argument errors', async () => {
   await usage(['--backing', 'x', '--size', '100', 's'], /multiple of 512/);
   await usage(['s', '--backing'], /option --backing needs a value/);
   for (const n of ['0', '17', 'two', '1.5', '']) await usage(['--backing', 'x', '--size', '1M', '--io-workers', n, 's'], /--io-workers wants a number of threads/);
+  await usage(['--backing', 'x', '--size', '1M', '--sync-io-max', 'lots', 's'], /--sync-io-max wants a byte count/);
 });
