@@ -63,7 +63,14 @@ function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number
       let k = n;
       if (!win.locate(a, k, !write)) {
         k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
-        if (!win.locate(a, k, !write)) throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${a.toString(16)}: not mapped${win.allowed ? '' : ' (bus master off)'}`);
+        if (!win.locate(a, k, !write)) {
+          // Not in one whole-region window (a region over 4 GiB is mapped in pieces): the library's checked view.
+          pieceViaView(c, a, k, pos, write);
+          a += k;
+          n -= k;
+          pos += k;
+          continue;
+        }
       }
       try {
         if (write) c.ns.writeAt(pos, win.bytes, win.offset, k);
@@ -78,6 +85,24 @@ function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number
       n -= k;
       pos += k;
     }
+  }
+}
+
+/** One page-sized piece through a library view (slow path: allocates, checks Bus Master and mapping). */
+function pieceViaView(c: NvmeController, addr: number, len: number, pos: number, write: boolean): void {
+  let v: DmaView;
+  try {
+    v = c.mem.view(addr, len, !write);
+  } catch (e) {
+    throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${addr.toString(16)}: ${(e as Error).message}`);
+  }
+  try {
+    if (write) c.ns.writeAt(pos, v.bytes, 0, len);
+    else c.ns.readAt(pos, v.bytes, 0, len);
+  } catch (e) {
+    throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
+  } finally {
+    v.release();
   }
 }
 
