@@ -8,7 +8,7 @@
 //
 //   node --import tsx bench/nvme-guest.ts [--rounds 5] [--only ours|qemu]
 //        [--scale 1] [--json FILE] [--server-arg ARG]... [--qemu-arg ARG]...
-//        [--node-arg ARG]...
+//        [--node-arg ARG]... [--same-session]
 //
 // Workloads (guest time from /proc/uptime around each one, 10 ms resolution,
 // so each is sized to run for well over a second):
@@ -21,7 +21,8 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, wr
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bootGuest, ensureHarness } from '../vm/harness.js';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { bootGuest, ensureHarness, RUN_GUEST_SCRIPT, runGuestArgs, type BootOptions, type BootResult } from '../vm/harness.js';
 import { findSection, parseGuestReport, qemuProblems } from '../vm/report.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -38,6 +39,13 @@ const ONLY = opt('--only', '');
 const JSON_OUT = opt('--json', '');
 const SERVER_ARGS = opts('--server-arg');
 const QEMU_ARGS = opts('--qemu-arg');
+/**
+ * --same-session: QEMU runs in this process's session (not a session of its
+ * own as bootGuest starts it), so QEMU and the device server share one
+ * scheduler autogroup, as a VM and its device helpers share a cgroup under
+ * libvirt. Both devices are measured the same way.
+ */
+const SAME_SESSION = argv.includes('--same-session');
 /** Extra node options for the server process (e.g. --cpu-prof for a profile). */
 const NODE_ARGS = opts('--node-arg');
 
@@ -113,7 +121,8 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
     await waitForSocket(socket, server);
   }
   try {
-    const res = await bootGuest({ socket, guestScript: guestScript(), timeoutMs: 600_000, qemuArgs });
+    const boot: BootOptions = { socket, guestScript: guestScript(), timeoutMs: 600_000, qemuArgs };
+    const res = SAME_SESSION ? await bootInSession(boot) : await bootGuest(boot);
     const report = parseGuestReport(res.console);
     const why = `${kind} round ${round}: exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
     if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
@@ -133,6 +142,35 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
       server.kill('SIGTERM');
       await new Promise((r) => server!.once('exit', r));
     }
+  }
+}
+
+/** bootGuest without a new session: run-guest.sh (and QEMU) stay in ours. */
+async function bootInSession(opts: BootOptions): Promise<BootResult> {
+  const work = await mkdtemp(join(tmpdir(), 'nvme-guest-boot-'));
+  try {
+    const script = join(work, 'run.sh');
+    await writeFile(script, opts.guestScript ?? '');
+    const stderrFile = join(work, 'qemu.stderr');
+    const started = Date.now();
+    const out: Buffer[] = [];
+    const log: Buffer[] = [];
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      const child = spawn('bash', [RUN_GUEST_SCRIPT, ...runGuestArgs(opts, script, stderrFile)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.on('data', (c: Buffer) => out.push(c));
+      child.stderr!.on('data', (c: Buffer) => log.push(c));
+      child.on('error', reject);
+      child.on('close', (c) => resolve(c ?? 1));
+    });
+    let qemuStderr = '';
+    try {
+      qemuStderr = await readFile(stderrFile, 'utf8');
+    } catch {
+      // QEMU never started
+    }
+    return { console: Buffer.concat(out).toString('utf8').replace(/\r/g, ''), qemuStderr, exitCode, wallMs: Date.now() - started, runnerLog: Buffer.concat(log).toString('utf8') };
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -180,6 +218,7 @@ async function main(): Promise<void> {
         disk: `${SIZE >> 20} MiB, backing files in ${tmpdir()} (same filesystem), prefilled`,
         qemu: '-device nvme -drive format=raw,cache=writeback,aio=threads',
         ours: `vfio-user nvme ${SERVER_ARGS.join(' ')}`.trim(),
+        session: SAME_SESSION ? 'QEMU and the server in the benchmark\'s session (one autogroup)' : 'QEMU in a session of its own (bootGuest), the server in the benchmark\'s',
         rounds: ROUNDS,
         scale: SCALE,
         workloads: Object.fromEntries(WORKLOADS),
