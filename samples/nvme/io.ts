@@ -55,7 +55,13 @@ function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number
   const cur = c.prp;
   const win = c.win;
   cur.start(prp1, prp2, len);
-  while (cur.next()) {
+  if (!cur.next()) return;
+  if (cur.len !== len) {
+    transferVectored(c, pos, write);
+    return;
+  }
+  // One contiguous range (every 4 KiB command, most small ones): one pread/pwrite, nothing allocated.
+  do {
     let a = cur.addr;
     let n = cur.len;
     while (n > 0) {
@@ -85,6 +91,55 @@ function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number
       n -= k;
       pos += k;
     }
+  } while (cur.next());
+}
+
+/**
+ * Several guest ranges (a PRP list over scattered pages): one preadv/pwritev
+ * over views of them rather than a call per page. The cursor stands on the
+ * first range. Allocates the vector (commands over 4 KiB only).
+ */
+function transferVectored(c: NvmeController, pos: number, write: boolean): void {
+  const cur = c.prp;
+  const win = c.win;
+  const iov: Uint8Array[] = [];
+  const held: DmaView[] = [];
+  try {
+    do {
+      let a = cur.addr;
+      let n = cur.len;
+      while (n > 0) {
+        let k = n;
+        if (!win.locate(a, k, !write)) {
+          k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
+          if (!win.locate(a, k, !write)) {
+            let v: DmaView;
+            try {
+              v = c.mem.view(a, k, !write);
+            } catch (e) {
+              throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${a.toString(16)}: ${(e as Error).message}`);
+            }
+            held.push(v);
+            iov.push(v.bytes);
+            a += k;
+            n -= k;
+            continue;
+          }
+        }
+        iov.push(win.bytes.subarray(win.offset, win.offset + k));
+        if (!write) win.dirty(win.offset, k);
+        a += k;
+        n -= k;
+      }
+    } while (cur.next());
+    try {
+      if (write) c.ns.writeSync(pos, iov);
+      else c.ns.readSync(pos, iov);
+    } catch (e) {
+      throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
+    }
+  } finally {
+    for (const v of held) v.release();
   }
 }
 
