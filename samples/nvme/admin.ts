@@ -34,7 +34,8 @@ export function identifyController(c: NvmeController): Uint8Array {
   dv.setUint16(78, 1, true); // CNTLID
   dv.setUint32(80, NVME_VERSION, true);
   b[111] = 1; // CNTRLTYPE: I/O controller
-  dv.setUint16(256, 1 << 8, true); // OACS: Doorbell Buffer Config
+  // OACS: Doorbell Buffer Config, unless I/O workers serve the queues (they take MMIO doorbells only).
+  dv.setUint16(256, c.ioWorkers ? 0 : 1 << 8, true);
   b[258] = 3; // ACL: 4 concurrent Aborts
   b[259] = LIMITS.aerLimit - 1; // AERL
   b[260] = 0x03; // FRMW: slot 1 read-only, 1 slot
