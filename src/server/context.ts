@@ -20,7 +20,7 @@ import { createDmaWorkerPort } from './dma-worker.js';
 import { createIrqWorkerPort } from './irq-worker.js';
 import { DmaTable, type DmaRegion } from './dma-table.js';
 import { fastCommand, handleCommand } from './handlers.js';
-import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerResult } from './irqs.js';
+import { IrqTable, IRQ_TYPE_INDEX, type IrqType, type TriggerGate, type TriggerResult } from './irqs.js';
 import { MigrationController } from './migration.js';
 import { resolveOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { Region } from './regions.js';
@@ -108,6 +108,16 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   private cleanup: Promise<void> | null = null;
   /** Client touched the MSI-X table: from then on its masks are honoured (QEMU never does; it emulates the table). */
   private msixTableDriven = false;
+  /**
+   * The MSI and MSI-X Enable bits as the client last wrote them; undefined
+   * until it writes the MSI capability / the MSI-X Message Control. Once
+   * written they gate the device's interrupts (a client that never programs
+   * config space, like our own, gets them regardless).
+   */
+  private msiEnable: boolean | undefined;
+  private msixEnable: boolean | undefined;
+  /** What the last MSI-X table delivery did (MsixTable.fire reports only 'delivered'). */
+  private msixDelivery: TriggerResult = 'delivered';
   private readonly workerRevokers = new Set<(iova: bigint, size: bigint) => Promise<void>>();
   private readonly dmaMapListeners = new Set<(r: DmaRegion) => void>();
   /** Worker interrupt channels: refreshed after every change of interrupt state. */
@@ -133,10 +143,14 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       onFlr: () => this.onFlr(),
       onCommandChange: () => this.onCommandChange(),
       onMsixControlChange: (c) => {
+        this.msixEnable = c.enabled;
         this.msix?.setControl(c);
         this.irqStateChanged();
       },
-      onMsiChange: () => this.irqStateChanged(),
+      onMsiChange: (m) => {
+        this.msiEnable = m.enabled;
+        this.irqStateChanged();
+      },
     });
     // Region 7 is the config space, 256 or 4096 bytes, always read/write.
     this.regions[RegionIndex.CONFIG] = new Region(RegionIndex.CONFIG, {
@@ -149,7 +163,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     this.irqs = new IrqTable(
       { ...description.irqs, msix: description.irqs?.msix ?? msixCap?.tableSize ?? 0 },
       {
-        allowed: (index) => this.irqAllowed(index),
+        gate: (index) => this.irqGate(index),
         onChange: () => this.irqStateChanged(),
         message: (index, vector) => {
           const c = this.conn;
@@ -203,7 +217,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     const table = new MsixTable({
       size: cap.tableSize,
       deliver: (v) => {
-        this.irqs.trigger(IrqIndex.MSIX, v);
+        this.msixDelivery = this.irqs.trigger(IrqIndex.MSIX, v);
       },
     });
     const tableRegion = this.regions[cap.tableBar];
@@ -246,12 +260,14 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       trigger: (type, vector = 0) => {
         const index = IRQ_TYPE_INDEX[type];
         if (index === IrqIndex.MSIX && this.msix && this.msixTableDriven) {
-          if (!this.irqAllowed(index)) return 'suppressed';
+          const gate = this.irqGate(index);
+          if (gate) return this.irqs.notDelivered(index, vector, gate);
+          this.msixDelivery = 'delivered';
           const r = this.msix.fire(vector);
-          if (r === 'disabled') return 'suppressed';
-          if (r === 'pending') return 'pending';
-          // 'delivered': MsixTable called deliver(), which triggered the eventfd.
-          return 'delivered';
+          if (r === 'disabled') return this.irqs.notDelivered(index, vector, 'msix-disabled');
+          if (r === 'pending') return this.irqs.notDelivered(index, vector, 'masked');
+          // 'delivered': MsixTable called deliver(), which triggered the eventfd (or found none).
+          return this.msixDelivery;
         }
         if (index === IrqIndex.INTX) this.config.setInterruptStatus(true);
         return this.irqs.trigger(index, vector);
@@ -269,11 +285,16 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     };
   }
 
-  private irqAllowed(index: number): boolean {
-    if (this.migration.stopped) return false;
-    if (index === IrqIndex.INTX) return !this.config.intxDisabled;
-    if ((index === IrqIndex.MSI || index === IrqIndex.MSIX) && this.options.requireBusMaster) return this.config.busMasterEnabled;
-    return true;
+  /** Why the device may not raise an interrupt of `index` now, or null. */
+  private irqGate(index: number): TriggerGate | null {
+    if (this.migration.stopped) return 'device-stopped';
+    if (index === IrqIndex.INTX) return this.config.intxDisabled ? 'intx-disabled' : null;
+    if (index === IrqIndex.MSI || index === IrqIndex.MSIX) {
+      if (this.options.requireBusMaster && !this.config.busMasterEnabled) return 'bus-master-off';
+      if (index === IrqIndex.MSI && this.msiEnable === false) return 'msi-disabled';
+      if (index === IrqIndex.MSIX && this.msixEnable === false) return 'msix-disabled';
+    }
+    return null;
   }
 
   private dmaAllowed(): boolean {
@@ -296,6 +317,8 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       this.quiesced(async () => {
         this.msix?.reset();
         this.msixTableDriven = false;
+        this.msiEnable = undefined;
+        this.msixEnable = undefined;
         await this.description.reset?.('flr');
       });
     if (conn) conn.runAfterQueue(run);
@@ -631,7 +654,7 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       irqCount: (index) => this.irqs.count(index),
       directEventfd: (index, vector) => {
         const c = this.conn;
-        if (!c || c.closed || c.irqMessages || !this.irqAllowed(index)) return -1;
+        if (!c || c.closed || c.irqMessages || this.irqGate(index) !== null) return -1;
         // MSI-X masks the client drives through the table live in MsixTable: those go the long way.
         if (index === IrqIndex.MSIX && this.msix && this.msixTableDriven) return -1;
         return this.irqs.directFd(index, vector);

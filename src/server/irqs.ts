@@ -25,16 +25,41 @@ export type IrqType = 'intx' | 'msi' | 'msix' | 'err' | 'req';
 export const IRQ_TYPE_INDEX: Record<IrqType, number> = { intx: 0, msi: 1, msix: 2, err: 3, req: 4 };
 const INDEX_NAME: IrqType[] = ['intx', 'msi', 'msix', 'err', 'req'];
 
-/** What happened to one trigger. */
+/**
+ * What happened to one trigger: 'delivered', or why not. Every value but
+ * 'delivered' and 'masked' means the interrupt is lost; the device's logger
+ * warns once per vector and reason (per client) when that happens.
+ */
 export type TriggerResult =
   /** The client's eventfd was signalled (or the message extension sent). */
   | 'delivered'
-  /** Masked: remembered as pending and delivered on unmask. */
-  | 'pending'
-  /** Nobody listens (no eventfd); the interrupt is lost, as on hardware with the vector unprogrammed. */
-  | 'no-fd'
-  /** Refused by device state: INTx-Disable, Bus Master off, or migration state. */
-  | 'suppressed';
+  /** Masked (SET_IRQS MASK, the MSI-X vector or function mask, INTx auto-mask): held pending, delivered on unmask. */
+  | 'masked'
+  /** The client gave no eventfd for the vector (and takes no interrupt messages); as on hardware with the vector unprogrammed. */
+  | 'no-eventfd'
+  /** MSI or MSI-X while the guest has Bus Master Enable clear in the Command register (ServerOptions.requireBusMaster). */
+  | 'bus-master-off'
+  /** INTx while the guest has INTx Disable set in the Command register. */
+  | 'intx-disabled'
+  /** MSI while the guest has the MSI capability's Enable bit clear (once the client wrote that capability). */
+  | 'msi-disabled'
+  /** MSI-X while the guest has the MSI-X Enable bit clear (once the client wrote the MSI-X Message Control). */
+  | 'msix-disabled'
+  /** The device is stopped by migration (STOP, STOP_COPY, RESUMING, ERROR): it must raise no interrupts. */
+  | 'device-stopped';
+
+/** Why a trigger was refused before it reached the vector's eventfd. */
+export type TriggerGate = 'bus-master-off' | 'intx-disabled' | 'msi-disabled' | 'msix-disabled' | 'device-stopped';
+
+/** What the warning says for each lost-interrupt result. */
+const NOT_DELIVERED: Record<Exclude<TriggerResult, 'delivered' | 'masked'>, string> = {
+  'no-eventfd': 'the client gave no eventfd for it',
+  'bus-master-off': 'the guest has Bus Master Enable off in the Command register',
+  'intx-disabled': 'the guest has INTx Disable set in the Command register',
+  'msi-disabled': "the guest has MSI disabled in the device's MSI capability",
+  'msix-disabled': "the guest has MSI-X disabled in the device's MSI-X capability",
+  'device-stopped': 'the device is stopped by migration',
+};
 
 interface IndexState {
   count: number;
@@ -55,8 +80,8 @@ interface IndexState {
 }
 
 export interface IrqHooks {
-  /** May this interrupt be signalled now? (command register, migration state) */
-  allowed(index: number, vector: number): boolean;
+  /** Why this interrupt may not be signalled now (command register, capability enables, migration state); null if it may. */
+  gate(index: number, vector: number): TriggerGate | null;
   /** Called after every mask change, so the device can react (libvfio-user's irq-state callback). */
   onMaskChange?(index: number, start: number, count: number, masked: boolean): void;
   /** Called after any change of fds, masks or pending state (worker interrupt channels refresh on it). */
@@ -73,6 +98,8 @@ export interface IrqHooks {
 export class IrqTable {
   private readonly idx: IndexState[];
   private intxLevel = false;
+  /** Vector-and-reason pairs already warned about for the current client. */
+  private readonly warned = new Set<string>();
 
   constructor(counts: IrqCounts, private readonly hooks: IrqHooks, private readonly log: Logger) {
     const n = [counts.intx ?? 0, counts.msi ?? 0, counts.msix ?? 0, counts.err ?? 1, counts.req ?? 1];
@@ -253,25 +280,46 @@ export class IrqTable {
   trigger(index: number, vector = 0): TriggerResult {
     const s = this.idx[index];
     if (!s || vector < 0 || vector >= s.count) throw new RangeError(`no ${INDEX_NAME[index] ?? index} vector ${vector}`);
-    if (!this.hooks.allowed(index, vector)) return 'suppressed';
+    const gate = this.hooks.gate(index, vector);
+    if (gate) return this.notDelivered(index, vector, gate);
     if (s.masked[vector]) {
       s.pending[vector] = true;
-      return 'pending';
+      return 'masked';
     }
     return this.signal(index, vector);
   }
 
+  /**
+   * Reports a trigger that did not reach the client: the result, after a
+   * warning the first time this vector is lost for this reason (a masked
+   * vector is only held, so that is logged at debug level).
+   */
+  notDelivered(index: number, vector: number, result: Exclude<TriggerResult, 'delivered'>): TriggerResult {
+    const name = `${INDEX_NAME[index] ?? `irq${index}`}[${vector}]`;
+    if (result === 'masked') {
+      this.log.debug(`interrupt ${name} masked: held pending until unmasked`);
+      return result;
+    }
+    const key = `${index}:${vector}:${result}`;
+    if (!this.warned.has(key)) {
+      this.warned.add(key);
+      this.log.warn(`interrupt ${name} not delivered (${result}): ${NOT_DELIVERED[result]}; further ones for this reason are not logged`);
+    }
+    return result;
+  }
+
   private signal(index: number, vector: number): TriggerResult {
     const s = this.idx[index]!;
-    if (!this.hooks.allowed(index, vector)) return 'suppressed';
+    const gate = this.hooks.gate(index, vector);
+    if (gate) return this.notDelivered(index, vector, gate);
     const fd = s.fds[vector]!;
     const byMessage = this.hooks.message?.(index, vector) ?? false;
-    if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
+    if (fd < 0) return byMessage ? 'delivered' : this.notDelivered(index, vector, 'no-eventfd');
     try {
       this.write(s, vector);
     } catch (e) {
       this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}]: eventfd write failed: ${(e as Error).message}`);
-      return byMessage ? 'delivered' : 'no-fd';
+      return byMessage ? 'delivered' : this.notDelivered(index, vector, 'no-eventfd');
     }
     // QEMU masks INTx itself when it sees the fd fire (it sends MASK, later
     // UNMASK after the guest's EOI); we mirror the auto-mask so a trigger in
@@ -295,12 +343,12 @@ export class IrqTable {
     if (!s || vector < 0 || vector >= s.count) throw new RangeError(`no ${INDEX_NAME[index] ?? index} vector ${vector}`);
     const byMessage = this.hooks.message?.(index, vector) ?? false;
     const fd = s.fds[vector]!;
-    if (fd < 0) return byMessage ? 'delivered' : 'no-fd';
+    if (fd < 0) return byMessage ? 'delivered' : 'no-eventfd';
     try {
       this.write(s, vector);
     } catch (e) {
       this.log.warn(`interrupt ${INDEX_NAME[index]}[${vector}] loopback: eventfd write failed: ${(e as Error).message}`);
-      return byMessage ? 'delivered' : 'no-fd';
+      return byMessage ? 'delivered' : 'no-eventfd';
     }
     return 'delivered';
   }
@@ -328,8 +376,9 @@ export class IrqTable {
     return s ? s.pending.flatMap((p, v) => (p ? [v] : [])) : [];
   }
 
-  /** Client gone: close every fd it gave us, forget masks. The INTx level (device state) stays. */
+  /** Client gone: close every fd it gave us, forget masks and what was warned about. The INTx level (device state) stays. */
   dropClient(): void {
+    this.warned.clear();
     for (let i = 0; i < NUM_IRQS; i++) {
       const s = this.idx[i]!;
       for (let v = 0; v < s.count; v++) this.setFd(s, v, -1);

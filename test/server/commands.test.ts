@@ -229,7 +229,7 @@ for (const kind of TRANSPORTS) {
         assert.equal(rig.ctx.irq.trigger('msi', 2), 'delivered');
         assert.equal(native.eventfdRead(efd), 1n);
         await msi(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_MASK, 2, 1);
-        assert.equal(rig.ctx.irq.trigger('msi', 2), 'pending');
+        assert.equal(rig.ctx.irq.trigger('msi', 2), 'masked');
         assert.equal(native.eventfdRead(efd), -1n);
         await msi(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_UNMASK, 2, 1);
         assert.equal(native.eventfdRead(efd), 1n, 'pending interrupt delivered on unmask');
@@ -238,7 +238,7 @@ for (const kind of TRANSPORTS) {
         assert.equal(native.eventfdRead(efd), 1n);
         // De-assign: no fd any more.
         await msi(SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, 2, 1);
-        assert.equal(rig.ctx.irq.trigger('msi', 2), 'no-fd');
+        assert.equal(rig.ctx.irq.trigger('msi', 2), 'no-eventfd');
         await msi(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 0, 0);
         // disable-all on an index with no vectors is accepted (QEMU sends it).
         await rig.call(Command.DEVICE_SET_IRQS, encodeSetIrqsRequest({ flags: SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, index: 2, start: 0, count: 0 }));
@@ -263,7 +263,7 @@ for (const kind of TRANSPORTS) {
           rig.call(Command.DEVICE_SET_IRQS, encodeSetIrqsRequest({ flags, index, start, count, ...(data ? { data } : {}) }), fds);
         await set(SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, 1, 0, 1, [msiFd]);
         await set(SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1, [intxFd]);
-        assert.equal(rig.ctx.irq.trigger('msi', 0), 'suppressed', 'device interrupts keep their Bus Master gating');
+        assert.equal(rig.ctx.irq.trigger('msi', 0), 'bus-master-off', 'device interrupts keep their Bus Master gating');
         assert.equal(native.eventfdRead(msiFd), -1n);
         // Bus Master off: the loopback still reaches the fd.
         await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 1, 0, 1);
@@ -281,7 +281,7 @@ for (const kind of TRANSPORTS) {
         assert.equal(native.eventfdRead(intxFd), 2n);
         // Command register: INTx-Disable (bit 10) set.
         await rig.call(Command.REGION_WRITE, encodeRegionWriteRequest({ offset: 4n, region: 7, count: 2, data: new Uint8Array([0x00, 0x04]) }));
-        assert.equal(rig.ctx.irq.trigger('intx'), 'suppressed');
+        assert.equal(rig.ctx.irq.trigger('intx'), 'intx-disabled');
         await set(SetIrqsFlags.DATA_NONE | SetIrqsFlags.ACTION_TRIGGER, 0, 0, 1);
         assert.equal(native.eventfdRead(intxFd), 1n);
         native.close(msiFd);

@@ -38,7 +38,7 @@ test('a client that did not ask never sees the extension', async () => {
   const got: Message[] = [];
   rig.ep.setHandlers({ onCommand: (m) => got.push(m) });
   try {
-    assert.equal(rig.ctx.irq.trigger('msi', 0), 'no-fd');
+    assert.equal(rig.ctx.irq.trigger('msi', 0), 'no-eventfd');
     await settle();
     assert.equal(got.length, 0);
   } finally {
