@@ -29,7 +29,7 @@ import { decodeSetIrqsReply, encodeSetIrqsRequest, type SetIrqsRequest } from '.
 import { decodeWriteMultiReply, encodeWriteMultiRequest, WRITE_MULTI_MAX_DATA, type WriteMultiEntry } from '../protocol/write-multi.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import type { Transport } from '../transport/types.js';
-import { badReply, ClientError, ClientErrorCode, invalidArg, toBig } from './errors.js';
+import { badReply, ClientError, ClientErrorCode, invalidArg, refusedConnection, toBig } from './errors.js';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.js';
 import { irqIndexOf, type IrqTypeLike } from './irqs.js';
 import { mmapRegion } from './region-map.js';
@@ -65,7 +65,13 @@ export class VfioUserClient extends ClientSession {
       native.close(fd);
       throw e;
     }
-    return VfioUserClient.over(transport, opts);
+    try {
+      return await VfioUserClient.over(transport, opts);
+    } catch (e) {
+      // Name the socket: "/run/dev.sock: the server refused the connection: another client is attached (EBUSY)".
+      if (e instanceof ClientError && e.code === ClientErrorCode.REFUSED && e.cause instanceof RemoteError) throw refusedConnection(e.cause, path);
+      throw e;
+    }
   }
 
   /** Negotiates over a transport (an in-memory pair in tests, or a socket you connected). @internal */

@@ -1,4 +1,5 @@
-import { VfioUserError } from '../protocol/errors.js';
+import { Errno, errnoName } from '../protocol/errno.js';
+import { RemoteError, VfioUserError } from '../protocol/errors.js';
 import { commandName } from '../protocol/commands.js';
 
 /**
@@ -10,6 +11,12 @@ import { commandName } from '../protocol/commands.js';
 export const ClientErrorCode = {
   /** VERSION negotiation failed (major/minor, twin socket without fd...). */
   NEGOTIATION: 'ERR_VFIO_USER_NEGOTIATION',
+  /**
+   * The server refused the connection: it answered VERSION with an error,
+   * EBUSY when another client is attached, EACCES when this uid is not
+   * allowed. The RemoteError is the cause.
+   */
+  REFUSED: 'ERR_VFIO_USER_REFUSED',
   /** The server's reply did not decode or did not match the request. */
   BAD_REPLY: 'ERR_VFIO_USER_BAD_REPLY',
   /** A bad argument (size, index, alignment...). */
@@ -46,3 +53,14 @@ export function invalidArg(msg: string): ClientError {
 
 /** A number or bigint argument as a bigint (IOVAs, offsets and sizes accept both). */
 export const toBig = (v: bigint | number): bigint => (typeof v === 'bigint' ? v : BigInt(v));
+
+/** True for the errnos of a VERSION error reply that turn a connection away (EBUSY, EACCES, EPERM). */
+export function isRefusal(errno: number): boolean {
+  return errno === Errno.EBUSY || errno === Errno.EACCES || errno === Errno.EPERM;
+}
+
+/** Why a server refused a connection, by the errno of its VERSION error reply. */
+export function refusedConnection(e: RemoteError, where?: string): ClientError {
+  const why = e.errno === Errno.EBUSY ? 'another client is attached' : 'this user is not allowed';
+  return new ClientError(ClientErrorCode.REFUSED, `${where ? `${where}: ` : ''}the server refused the connection: ${why} (${errnoName(e.errno)})`, { cause: e });
+}

@@ -6,13 +6,14 @@ import { tuneAllocator } from '../native/allocator.js';
 import { native } from '../native/binding.js';
 import { Command, commandName } from '../protocol/commands.js';
 import { Errno } from '../protocol/errno.js';
+import { RemoteError } from '../protocol/errors.js';
 import { CAP_X_IRQ_MESSAGES, CMD_X_VM_INTERRUPT, decodeVmInterrupt } from '../protocol/extensions.js';
 import { VERSION_MINOR_MAX, type VersionCapabilities } from '../protocol/version.js';
 import { Endpoint, type Payload } from '../transport/endpoint.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import { DEFAULT_TRANSPORT_LIMITS, type Message, type Transport } from '../transport/types.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { badReply, ClientError, ClientErrorCode, invalidArg } from './errors.js';
+import { badReply, ClientError, ClientErrorCode, invalidArg, isRefusal, refusedConnection } from './errors.js';
 import { IrqWatcher } from './irqs.js';
 import { acceptVersionReply, encodeVersionOffer } from './negotiate.js';
 import { ServerRequestHandler } from './server-requests.js';
@@ -112,7 +113,13 @@ export abstract class ClientSession extends EventEmitter<ClientEvents> {
   // ---- VERSION -----------------------------------------------------------------
 
   protected async negotiate(): Promise<void> {
-    const reply = await this.endpoint.request(Command.VERSION, encodeVersionOffer(this.opts));
+    let reply: Message;
+    try {
+      reply = await this.endpoint.request(Command.VERSION, encodeVersionOffer(this.opts));
+    } catch (e) {
+      // EBUSY / EACCES: the server turned this connection away (another client, a uid it does not allow).
+      throw e instanceof RemoteError && isRefusal(e.errno) ? refusedConnection(e) : e;
+    }
     const fds = reply.fds;
     let twinFd = -1;
     try {

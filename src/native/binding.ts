@@ -16,10 +16,13 @@
  *
  * Errors from syscalls are `Error`s with `code` (errno name), `errno` (positive
  * number) and `syscall` (the failing call, e.g. 'bind' for a path in use),
- * message `"bind: EADDRINUSE (Address already in use)"`. Bad arguments throw
+ * message `"bind: EADDRINUSE (Address already in use)"`. Those of connect()
+ * and listen() also carry the socket `path` and name it in the message, and
+ * say when what is at the path is not a socket:
+ * `"connect /run/dev.sock: ECONNREFUSED (Connection refused): the path is a regular file, not a socket"`. Bad arguments throw
  * TypeError (code ERR_INVALID_ARG_TYPE) or RangeError (code ERR_OUT_OF_RANGE).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -304,4 +307,53 @@ function load(): NativeBinding {
   );
 }
 
-export const native: NativeBinding = load();
+/** What a non-socket at a socket path is, for messages. */
+function fileKind(st: Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a file';
+}
+
+/** A syscall error about a socket path, re-made to name the path (and what is there when it is no socket). */
+function pathError(e: unknown, path: string): unknown {
+  if (!isNativeError(e)) return e;
+  let kind = '';
+  try {
+    const st = lstatSync(path);
+    if (!st.isSocket()) kind = `: the path is ${fileKind(st)}, not a socket`;
+  } catch {
+    // nothing there: the errno (ENOENT) says so
+  }
+  const detail = e.message.startsWith(`${e.syscall}: `) ? e.message.slice(e.syscall.length + 2) : e.message;
+  const err = new Error(`${e.syscall} ${path}: ${detail}${kind}`, { cause: e }) as Error & NativeErrorShape & { path: string };
+  err.code = e.code;
+  err.errno = e.errno;
+  err.syscall = e.syscall;
+  err.path = path;
+  return err;
+}
+
+function withPathErrors(binding: NativeBinding): NativeBinding {
+  const { connect, listen } = binding;
+  binding.connect = (path) => {
+    try {
+      return connect(path);
+    } catch (e) {
+      throw pathError(e, path);
+    }
+  };
+  binding.listen = (path, mode, backlog) => {
+    try {
+      return listen(path, mode, backlog);
+    } catch (e) {
+      throw pathError(e, path);
+    }
+  };
+  return binding;
+}
+
+export const native: NativeBinding = withPathErrors(load());

@@ -1,3 +1,4 @@
+import { commandName } from './commands.js';
 import { Errno, errnoName } from './errno.js';
 
 /**
@@ -25,12 +26,12 @@ export class ProtocolError extends VfioUserError {
   }
 }
 
-/** The peer answered a request with an error reply. */
+/** The peer answered a request with an error reply; the message names the command (e.g. REGION_READ) and the errno. */
 export class RemoteError extends VfioUserError {
   readonly errno: number;
   readonly command: number;
   constructor(command: number, errno: number) {
-    super('ERR_VFIO_USER_REMOTE', `peer refused command ${command}: ${errnoName(errno)}`);
+    super('ERR_VFIO_USER_REMOTE', `peer refused ${commandName(command).replace(/^VFIO_USER_/, '')}: ${errnoName(errno)}`);
     this.errno = errno;
     this.command = command;
   }

@@ -8,9 +8,11 @@ import { MsixTable } from '../pci/msix.js';
 import { PCI_CAP_ID_MSIX } from '../pci/constants.js';
 import type { BarDescription, MsixCapabilityDescription, PciDeviceDescription } from '../pci/types.js';
 import { IrqIndex, NUM_REGIONS, RegionIndex } from '../protocol/constants.js';
+import { Errno } from '../protocol/errno.js';
 import { VfioUserError } from '../protocol/errors.js';
 import { CMD_X_VM_INTERRUPT, encodeVmInterrupt } from '../protocol/extensions.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { Endpoint } from '../transport/endpoint.js';
 import { SocketTransport } from '../transport/socket-transport.js';
 import type { Transport } from '../transport/types.js';
 import { Connection } from './connection.js';
@@ -108,6 +110,8 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
   private cleanup: Promise<void> | null = null;
   /** Client touched the MSI-X table: from then on its masks are honoured (QEMU never does; it emulates the table). */
   private msixTableDriven = false;
+  /** Refused connections still open to be told why. */
+  private refusedOpen = 0;
   /**
    * The MSI and MSI-X Enable bits as the client last wrote them; undefined
    * until it writes the MSI capability / the MSI-X Message Control. Once
@@ -457,10 +461,9 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
       if (fd < 0) return;
       const refusal = this.refusal(fd);
       if (refusal) {
-        this.log.warn(`refused connection: ${refusal}`);
-        this.emit('refused', refusal);
-        // Nothing was sent or received yet, so a plain close is clean here.
-        native.close(fd);
+        this.log.warn(`refused connection: ${refusal.why}`);
+        this.emit('refused', refusal.why);
+        this.answerRefused(fd, refusal.errno);
         continue;
       }
       const t = new SocketTransport(fd, { maxMessageSize: this.options.maxMessageSize, maxFdsPerMessage: this.options.maxMsgFds });
@@ -470,13 +473,58 @@ export class DeviceContext extends EventEmitter<DeviceContextEvents> {
     }
   }
 
-  private refusal(fd: number): string | null {
-    if (this.conn || this.cleanup) return 'a client is already attached';
+  private refusal(fd: number): { why: string; errno: number } | null {
+    if (this.conn || this.cleanup) return { why: 'a client is already attached', errno: Errno.EBUSY };
     if (this.options.allowedUids) {
       const cred = native.peerCred(fd);
-      if (!this.options.allowedUids.includes(cred.uid)) return `uid ${cred.uid} (pid ${cred.pid}) not allowed`;
+      if (!this.options.allowedUids.includes(cred.uid)) return { why: `uid ${cred.uid} (pid ${cred.pid}) not allowed`, errno: Errno.EACCES };
     }
     return null;
+  }
+
+  /**
+   * Tells a refused client why: its first request (VERSION) gets an error
+   * reply with `errno` (EBUSY: another client is attached), where a bare
+   * close would leave it with EPIPE or a reset. Held for at most a second,
+   * and only maxRefusedConnections at a time; closing is shutdown, drain,
+   * close as everywhere.
+   */
+  private answerRefused(fd: number, errno: number): void {
+    if (this.refusedOpen >= this.options.maxRefusedConnections) {
+      // Nothing was sent or received yet, so a plain close is clean here.
+      native.close(fd);
+      return;
+    }
+    let ep: Endpoint;
+    try {
+      ep = new Endpoint(new SocketTransport(fd, { maxMessageSize: 65536, maxFdsPerMessage: this.options.maxMsgFds }));
+    } catch (e) {
+      this.log.warn(`refused connection: ${(e as Error).message}`);
+      native.close(fd);
+      return;
+    }
+    this.refusedOpen++;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      void ep.close().finally(() => this.refusedOpen--);
+    };
+    const timer = setTimeout(finish, 1000);
+    timer.unref();
+    ep.setHandlers({
+      onCommand: (m) => {
+        ep.transport.releaseFds(m.fds);
+        ep.replyError(m.header, errno);
+        finish();
+      },
+      onFramingError: (e) => {
+        ep.replyError(e.header, errno);
+        finish();
+      },
+      onClose: finish,
+    });
   }
 
   /** Serves a client over any transport (a socket, or an in-memory pair in tests). @internal */

@@ -51,6 +51,13 @@ export interface ServerOptions {
   /** Commands queued while one is pending before the socket stops being read. Default 4096. */
   maxQueuedCommands?: number;
   /**
+   * Refused connections (another client attached: EBUSY; uid not allowed:
+   * EACCES) held open at once to answer their first request with an error
+   * reply that says so, each for at most a second; beyond this many a refused
+   * connection is closed unanswered. Default 4.
+   */
+  maxRefusedConnections?: number;
+  /**
    * Dedicated-thread mode, libvfio-user's blocking `vfu_run_ctx` model: the
    * thread that runs the context (the main thread, or the worker_thread the
    * device was created in) waits for the client's next message in a blocking
@@ -88,6 +95,7 @@ export function resolveOptions(o: ServerOptions, logger: Logger): ResolvedServer
     writeMultiple: o.writeMultiple ?? true,
     twinSocket: o.twinSocket ?? true,
     maxQueuedCommands: o.maxQueuedCommands ?? 4096,
+    maxRefusedConnections: o.maxRefusedConnections ?? 4,
     dedicatedThread: o.dedicatedThread ?? false,
   };
   const positive = ['maxMessageSize', 'maxDataXferSize', 'maxDmaRegions', 'maxDirtyBitmapSize', 'callbackTimeoutMs', 'viewRevokeTimeoutMs', 'requestTimeoutMs', 'maxQueuedCommands'] as const;

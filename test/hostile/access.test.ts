@@ -1,7 +1,8 @@
 // Socket access: the socket file is created 0600 (configurable), a second
-// concurrent client is refused with a plain close (and an event and a log
-// line) while the first is served on, and allowedUids restricts clients by
-// SO_PEERCRED with the refusal logged.
+// concurrent client is refused (its first request gets an EBUSY error reply,
+// then the connection closes; one that sends nothing is closed within a
+// second; plus an event and a log line) while the first is served on, and
+// allowedUids restricts clients by SO_PEERCRED (EACCES) with the refusal logged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../../src/native/binding.js';
 import { Command } from '../../src/protocol/commands.js';
+import { Errno } from '../../src/protocol/errno.js';
 import { DeviceContext } from '../../src/server/context.js';
 import type { ServerOptions } from '../../src/server/options.js';
 import { Endpoint } from '../../src/transport/endpoint.js';
@@ -81,9 +83,14 @@ test('a second concurrent client is refused cleanly; the first is served on; the
     const first = new Endpoint(new SocketTransport(native.connect(path)));
     await first.request(Command.VERSION, versionPayload(null));
     const second = native.connect(path);
-    assert.equal(await expectPlainClose(second, 3000), true, 'second client closed');
+    assert.equal(await expectPlainClose(second, 3000), true, 'a second client that sends nothing is closed');
     native.close(second);
     assert.equal(refusals.length, 1);
+    // One that asks is told why: VERSION gets an EBUSY error reply, then EOF.
+    const asking = new Endpoint(new SocketTransport(native.connect(path)));
+    await assert.rejects(asking.request(Command.VERSION, versionPayload(null)), (e: Error) => (e as { errno?: number }).errno === Errno.EBUSY && /peer refused VERSION: EBUSY/.test(e.message));
+    await asking.close();
+    assert.equal(refusals.length, 2);
     assert.match(refusals[0]!, /already attached/);
     assert.ok(logs.some((l) => /refused connection: a client is already attached/.test(l)), logs.join('\n'));
     const info = await first.request(Command.DEVICE_GET_INFO, u32s(16, 0, 0, 0));
@@ -106,6 +113,9 @@ test('allowedUids: a uid not listed is refused (SO_PEERCRED) and logged; a liste
     const fd = native.connect(path);
     assert.equal(await expectPlainClose(fd, 3000), true);
     native.close(fd);
+    const asking = new Endpoint(new SocketTransport(native.connect(path)));
+    await assert.rejects(asking.request(Command.VERSION, versionPayload(null)), (e: Error) => (e as { errno?: number }).errno === Errno.EACCES);
+    await asking.close();
     assert.match(refusals[0] ?? '', new RegExp(`uid ${uid} \\(pid ${process.pid}\\) not allowed`));
     assert.ok(logs.some((l) => l.includes(`uid ${uid}`) && l.includes('not allowed')), logs.join('\n'));
     assert.equal(ctx.connected, false);

@@ -257,19 +257,27 @@ describe('native errors', () => {
     assert.match(e.message, new RegExp(`^${syscall.replace(/[()]/g, '\\$&')}: ${code} \\(.+\\)$`));
     return true;
   };
+  /** connect() and listen() errors also name the socket path (the message and `path`). */
+  const pathShape = (code: string, syscall: string, path: string) => (e: unknown) => {
+    assert.ok(isNativeError(e, code), `expected ${code}, got ${String(e)}`);
+    assert.equal(e.syscall, syscall);
+    assert.equal((e as { path?: string }).path, path);
+    assert.equal(e.message, `${syscall} ${path}: ${code} (${(e.cause as Error).message.replace(/^.*\(/, '').replace(/\)$/, '')})`);
+    return true;
+  };
 
-  it('carry code/errno/syscall and a "syscall: CODE (text)" message', () => {
+  it('carry code/errno/syscall and a "syscall: CODE (text)" message ("syscall PATH: CODE (text)" for connect/listen)', () => {
     const { dir, cleanup } = tempDir();
     try {
       assert.throws(() => native.close(987654), shape('EBADF', 'close'));
-      assert.throws(() => native.connect(join(dir, 'missing')), shape('ENOENT', 'connect'));
-      assert.throws(() => native.listen(join(dir, 'no', 'such'), 0o600, 1), shape('ENOENT', 'bind'));
+      assert.throws(() => native.connect(join(dir, 'missing')), pathShape('ENOENT', 'connect', join(dir, 'missing')));
+      assert.throws(() => native.listen(join(dir, 'no', 'such'), 0o600, 1), pathShape('ENOENT', 'bind', join(dir, 'no', 'such')));
       const p = join(dir, 'busy');
       const l = native.listen(p, 0o600, 1);
-      assert.throws(() => native.listen(p, 0o600, 1), shape('EADDRINUSE', 'bind'));
+      assert.throws(() => native.listen(p, 0o600, 1), pathShape('EADDRINUSE', 'bind', p));
       native.close(l);
-      assert.throws(() => native.connect(p), shape('ECONNREFUSED', 'connect'));
-      assert.throws(() => native.listen('x'.repeat(200), 0o600, 1), shape('ENAMETOOLONG', 'listen'));
+      assert.throws(() => native.connect(p), pathShape('ECONNREFUSED', 'connect', p));
+      assert.throws(() => native.listen('x'.repeat(200), 0o600, 1), pathShape('ENAMETOOLONG', 'listen', 'x'.repeat(200)));
       try {
         native.close(987654);
       } catch (e) {
