@@ -665,7 +665,8 @@ async function session(server: ServerProc, device: 'timer' | 'gpio', kind: Sessi
         break;
       }
       case 'concurrent': {
-        // A second client while the first is attached: refused with a plain close, the first unharmed.
+        // A second client while the first is attached: its VERSION is answered
+        // with a header-only EBUSY error reply, then it is closed; the first is unharmed.
         if (!(await send(frame(Command.VERSION, versionPayload(null), 1)))) break;
         const end = Date.now() + 5000;
         while (c.replyBytes === 0 && !c.eof && Date.now() < end) {
@@ -676,6 +677,7 @@ async function session(server: ServerProc, device: 'timer' | 'gpio', kind: Sessi
         const refusedBefore = server.events[device].refused;
         server.opened[device]++;
         const second = new RawConn(path);
+        await second.send(frame(Command.VERSION, versionPayload(null), 1), [], { read: true, stallMs: 5000 });
         const t = Date.now() + 5000;
         while (!second.eof && !second.dead && Date.now() < t) {
           second.drain();
@@ -684,7 +686,7 @@ async function session(server: ServerProc, device: 'timer' | 'gpio', kind: Sessi
         const gotData = second.replyBytes;
         second.close();
         if (!second.eof && !second.dead) throw new Error('second concurrent client was not refused');
-        if (gotData > 0) throw new Error('second concurrent client received data');
+        if (gotData !== 16) throw new Error(`second concurrent client received ${gotData} bytes, not one error reply`);
         while (server.events[device].refused === refusedBefore && Date.now() < t) await sleep(1);
         if (server.events[device].refused === refusedBefore) throw new Error(`refusal of the second client not reported (${JSON.stringify(server.events[device])}, eof ${second.eof}, dead ${second.dead}, first eof ${c.eof})`);
         const before = c.replyBytes;
