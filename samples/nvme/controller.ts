@@ -65,7 +65,7 @@ export interface ControllerStats {
   ioCommands: number;
   doorbells: number;
   interrupts: number;
-  /** Interrupts the library did not deliver (masked -> pending, no fd, suppressed). */
+  /** Interrupts the library did not deliver (masked and held, no eventfd, Bus Master off, MSI/MSI-X disabled, device stopped). */
   interruptsNotDelivered: number;
   errors: number;
   /** Completions that had to wait for room in a full CQ. */
