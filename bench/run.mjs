@@ -429,7 +429,7 @@ async function migrationFigure(mode, client) {
         return r.bytes / r.ns;
       },
     });
-    record({ mode, name: `migration ${N.mig >> 20} MiB, MIG_DATA_READ -> _WRITE`, unit: 'GB/s', better: 'higher', ours: s.ours, floor: s.floor, ratio: ratioOf(s.ours, s.floor), target: 1.0, targetAbs: 'ours >= 1 GB/s' });
+    record({ mode, name: `migration ${N.mig >> 20} MiB, MIG_DATA_READ -> _WRITE`, unit: 'GB/s', better: 'higher', ours: s.ours, floor: s.floor, ratio: ratioOf(s.ours, s.floor), targetAbs: 'ours >= 1 GB/s' });
   } finally {
     for (const x of srv) await stop(x.child);
   }
