@@ -330,6 +330,9 @@ async function messageFigures(mode, ourPath, floorPath, client, pids, dedicatedP
     }
   }
   if (ONLY.has('rt')) {
+    // One unmeasured pass over every server first: the first figure of a run
+    // otherwise absorbs warm-up (the floor's own first round was 15% slower).
+    for (const path of [floorPath, ourPath, dedicatedPath]) await floorClient(pin, 'read', path, N.rt, 4, 0);
     for (const kind of ['read', 'write']) {
       for (const count of [4, 8]) {
         const name = `REGION_${kind.toUpperCase()} ${count} B round trip`;
