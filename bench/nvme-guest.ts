@@ -55,8 +55,9 @@ const QD = 8;
 const WORKLOADS: [string, string][] = [
   ['w4k', `dd if=/dev/zero of=$D bs=4k count=${n(6144)} oflag=direct`],
   ['r4k', `dd if=$D of=/dev/null bs=4k count=${n(6144)} iflag=direct`],
-  ['w1m', `dd if=/dev/zero of=$D bs=1M count=${n(160)} oflag=direct`],
-  ['r1m', `dd if=$D of=/dev/null bs=1M count=${n(192)} iflag=direct`],
+  // The disk holds 256 MiB: the 1 MiB workloads make several passes to run well over a second.
+  ['w1m', `for p in $(seq ${n(6)}); do dd if=/dev/zero of=$D bs=1M count=160 oflag=direct 2>/dev/null || exit 1; done`],
+  ['r1m', `for p in $(seq ${n(16)}); do dd if=$D of=/dev/null bs=1M count=192 iflag=direct 2>/dev/null || exit 1; done`],
   // Each of the QD dd processes works on its own 16 MiB stripe.
   ['w4k-qd8', `for i in $(seq 0 ${QD - 1}); do dd if=/dev/zero of=$D bs=4k count=${n(1536)} seek=$((i * 4096)) oflag=direct 2>/dev/null & done; wait`],
   ['r4k-qd8', `for i in $(seq 0 ${QD - 1}); do dd if=$D of=/dev/null bs=4k count=${n(1536)} skip=$((i * 4096)) iflag=direct 2>/dev/null & done; wait`],
