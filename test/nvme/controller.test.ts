@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createNvmeDevice, CSTS, REG, CC, type NvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
+import { nvmeRig, pattern } from './helpers/rig.js';
 
 const SIZE = 8 << 20;
 
@@ -27,29 +28,8 @@ async function rig(opts: { msix?: boolean; enable?: boolean } = {}): Promise<Rig
   const client = await connectInMemory(dev.ctx);
   const host = await NvmeHost.attach(client, { msix: opts.msix ?? true });
   if (opts.enable ?? true) await host.enable();
-  return {
-    dev,
-    client,
-    host,
-    backing,
-    async close() {
-      host.stop();
-      await client.close();
-      await dev.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return nvmeRig(dev, client, host, backing, dir);
 }
-
-const pattern = (len: number, seed: number): Uint8Array => {
-  const b = new Uint8Array(len);
-  let x = seed * 2654435761 >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-};
 
 test('registers: CAP, VS, enable and disable handshake', async () => {
   const r = await rig({ enable: false });

@@ -8,16 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
-
-const pattern = (len: number, seed: number): Uint8Array => {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-};
+import { pattern } from './helpers/rig.js';
 
 for (const syncIoMax of [0, 16384, undefined]) {
   test(`reads and writes with syncIoMax ${syncIoMax ?? 'default'}`, async () => {

@@ -13,6 +13,7 @@ import { CSTS, REG, startNvmeDevice, type NvmeDevice } from '../../samples/nvme/
 import { connectInMemory, NvmeHost } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
 import type { IrqEvent } from '../../src/client/irqs.js';
+import { nvmeRig, pattern } from './helpers/rig.js';
 
 const SIZE = 8 << 20;
 
@@ -35,29 +36,8 @@ async function rig(opts: { msix?: boolean } = {}): Promise<Rig> {
   assert.equal((await host.admin({ opcode: 0x09, cdw10: 0x07, cdw11: (1 << 16) | 1 })).code, 0);
   await host.createIoQueue(1, 64, 1);
   await host.createIoQueue(2, 64, 2);
-  return {
-    dev,
-    client,
-    host,
-    backing,
-    async close() {
-      host.stop();
-      await client.close();
-      await dev.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return nvmeRig(dev, client, host, backing, dir);
 }
-
-const pattern = (len: number, seed: number): Uint8Array => {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-};
 
 /** Resolves once `ok()` holds; a watchdog (not a timing check) fails a hung test. */
 async function until(ok: () => boolean, what: string): Promise<void> {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createNvmeDevice, DOORBELL_BASE, type NvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, DBBUF_DBS, DBBUF_EIS, needEvent, NvmeHost, PAGE } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
+import { nvmeRig, pattern } from './helpers/rig.js';
 
 const SIZE = 8 << 20;
 
@@ -29,29 +30,8 @@ async function rig(): Promise<Rig> {
   const client = await connectInMemory(dev.ctx);
   const host = await NvmeHost.attach(client);
   await host.enable();
-  return {
-    dev,
-    client,
-    host,
-    backing,
-    async close() {
-      host.stop();
-      await client.close();
-      await dev.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return nvmeRig(dev, client, host, backing, dir);
 }
-
-const pattern = (len: number, seed: number): Uint8Array => {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-};
 
 const u32At = (h: NvmeHost, at: bigint): number => new DataView(h.mem.bytes.buffer, h.mem.bytes.byteOffset + Number(at), 4).getUint32(0, true);
 
