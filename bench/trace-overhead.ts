@@ -42,9 +42,24 @@ async function waitFor(path: string): Promise<void> {
   if (!existsSync(path)) throw new Error(`${path} never appeared`);
 }
 
+/**
+ * Connects, retrying while the server still tears down the previous round's
+ * client (it refuses a second client with EBUSY until then).
+ */
+async function connectWhenFree(path: string): Promise<VfioUserClient> {
+  for (let i = 0; ; i++) {
+    try {
+      return await VfioUserClient.connect(path);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_VFIO_USER_REFUSED' || i >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 /** ns per round trip over OPS sequential reads (after a warm-up). */
 async function measure(path: string): Promise<number> {
-  const c = await VfioUserClient.connect(path);
+  const c = await connectWhenFree(path);
   try {
     for (let i = 0; i < Math.min(2000, OPS / 10); i++) await c.regionRead(7, 0, 4);
     const t0 = process.hrtime.bigint();
