@@ -9,7 +9,7 @@ import { SOCKET_OPTIONS, SOCKET_USAGE, socketSettings } from './socket-options.j
 import { UsageError, type CliCommand } from './types.js';
 
 export const NVME_USAGE = [
-  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--io-workers N] [--sync-io-max BYTES] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
+  'usage: vfio-user nvme [-v] --backing FILE --size SIZE [--irq msix|msi] [--serial TEXT] [--io-workers N] [--sync-io-max BYTES] [--dedicated-thread] [--socket-mode MODE] [--socket-owner USER[:GROUP]] SOCKET',
   '',
   'Serves an NVMe controller with one namespace of SIZE bytes (suffixes K, M,',
   'G; a multiple of 512) stored in FILE (created if missing, grown to SIZE).',
@@ -19,6 +19,8 @@ export const NVME_USAGE = [
   '  --backing FILE             the namespace\'s backing file',
   '  --size SIZE                the namespace\'s size',
   '  --irq msix|msi             interrupt kind offered (default msix)',
+  '  --serial TEXT              the controller\'s serial number (default VFUTS0001); controllers',
+  '                             in one guest need distinct ones (the serial names the subsystem)',
   `  --io-workers N             serve the I/O queues from N worker threads (1..${MAX_IO_WORKERS}); the device then does not migrate`,
   '  --sync-io-max BYTES        reads and writes up to BYTES run as synchronous file calls,',
   '                             larger ones in the thread pool (default 1M, the MDTS; 0: all in the pool)',
@@ -54,7 +56,7 @@ export const nvmeCommand: CliCommand = {
   name: 'nvme',
   summary: 'run the NVMe controller sample (one namespace backed by a file)',
   usage: NVME_USAGE,
-  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, 'io-workers': { type: 'string' }, 'sync-io-max': { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
+  options: { backing: { type: 'string' }, size: { type: 'string' }, irq: { type: 'string' }, serial: { type: 'string' }, 'io-workers': { type: 'string' }, 'sync-io-max': { type: 'string' }, ...DEDICATED_THREAD_OPTION, ...SOCKET_OPTIONS },
   positionals: ['SOCKET'],
   async run(args, io) {
     const backing = stringOption(args, 'backing');
@@ -69,6 +71,9 @@ export const nvmeCommand: CliCommand = {
     }
     const irq = stringOption(args, 'irq') ?? 'msix';
     if (irq !== 'msix' && irq !== 'msi') throw new UsageError(`--irq wants msix or msi, not '${irq}'`);
+    const serial = stringOption(args, 'serial');
+    // Identify Controller's SN field: 20 bytes of printable ASCII.
+    if (serial !== undefined && !/^[\x20-\x7e]{1,20}$/.test(serial)) throw new UsageError(`--serial wants 1 to 20 printable ASCII characters, not '${serial}'`);
     const workersText = stringOption(args, 'io-workers');
     const ioWorkers = workersText === undefined ? 0 : Number(workersText);
     if (workersText !== undefined && (!/^\d+$/.test(workersText) || ioWorkers < 1 || ioWorkers > MAX_IO_WORKERS)) {
@@ -84,7 +89,7 @@ export const nvmeCommand: CliCommand = {
     const { socketMode, owner } = socketSettings(args);
     // Warnings (a guest driver misusing the controller) show even without -v.
     const logger = consoleLogger(io.verbose ? 'debug' : 'warn', 'vfio-user nvme');
-    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers, lockBacking: true, ...(syncIoMax !== undefined ? { syncIoMax } : {}) });
+    const dev = await startNvmeDevice({ backing, size, irq: irq as NvmeIrqMode, logger, socketMode, ioWorkers, lockBacking: true, ...(serial !== undefined ? { serial } : {}), ...(syncIoMax !== undefined ? { syncIoMax } : {}) });
     logger.info(`namespace 1: ${size} bytes (${size / 512} blocks) in ${backing}`);
     dev.ctx.on('disconnect', () => {
       const line = ioWorkersSummary(dev);
