@@ -2,13 +2,16 @@
 // harness) runs the same busybox dd workloads against QEMU's built-in NVMe
 // (`-device nvme`, raw file, cache=writeback, aio=threads) and against the
 // NVMe sample served by `vfio-user nvme` (a separate process, as next to a
-// real VM), alternating device order round by round. Both backing files sit
-// in one directory (same filesystem), hold the same bytes and stay in the
-// page cache. Not part of `npm test`.
+// real VM). By default one guest holds both devices and every round runs each
+// workload on one and then the other, back to back, the order alternating by
+// round; --boot-per-round boots a guest per device and round instead. The
+// backing files sit in one directory (same filesystem), hold the same bytes
+// and stay in the page cache. Not part of `npm test`.
 //
 //   node --import tsx bench/nvme-guest.ts [--rounds 5] [--only ours|qemu]
 //        [--scale 1] [--json FILE] [--server-arg ARG]... [--qemu-arg ARG]...
-//        [--node-arg ARG]... [--same-session]
+//        [--node-arg ARG]... [--same-session] [--boot-per-round]
+//        [--variant NAME=ARGS]... [--workload NAME]...
 //
 // Workloads (guest time from /proc/uptime around each one, 10 ms resolution,
 // so each is sized to run for well over a second):
@@ -40,19 +43,38 @@ const JSON_OUT = opt('--json', '');
 const SERVER_ARGS = opts('--server-arg');
 const QEMU_ARGS = opts('--qemu-arg');
 /**
+ * --variant NAME=ARGS (repeatable): one more server configuration measured in
+ * the same alternation, `vfio-user nvme` with the --server-arg ones plus ARGS
+ * (split at spaces), reported as its own column: A/B comparisons of server
+ * options without run-to-run drift between them.
+ */
+const VARIANTS: [string, string[]][] = opts('--variant').map((v) => {
+  const i = v.indexOf('=');
+  if (i <= 0) throw new Error(`--variant wants NAME=ARGS, not '${v}'`);
+  return [v.slice(0, i), v.slice(i + 1).split(' ').filter(Boolean)];
+});
+/**
  * --same-session: QEMU runs in this process's session (not a session of its
  * own as bootGuest starts it), so QEMU and the device server share one
  * scheduler autogroup, as a VM and its device helpers share a cgroup under
  * libvirt. Both devices are measured the same way.
  */
 const SAME_SESSION = argv.includes('--same-session');
+/**
+ * --boot-per-round: each round boots a guest of its own per device (the first
+ * design). By default one guest holds every device at once (QEMU's nvme and
+ * each `vfio-user nvme` configuration, each on its own backing file) and the
+ * rounds alternate between them inside it, so boot-to-boot differences (host
+ * placement, page cache, neighbours) stop weighing on the ratio.
+ */
+const BOOT_PER_ROUND = argv.includes('--boot-per-round');
 /** Extra node options for the server process (e.g. --cpu-prof for a profile). */
 const NODE_ARGS = opts('--node-arg');
 
 /** Workload name -> guest shell command (run under `timed NAME CMD`). Counts scale with --scale. */
 const n = (k: number): number => Math.max(1, Math.round(k * SCALE));
 const QD = 8;
-const WORKLOADS: [string, string][] = [
+const ALL_WORKLOADS: [string, string][] = [
   ['w4k', `dd if=/dev/zero of=$D bs=4k count=${n(6144)} oflag=direct`],
   ['r4k', `dd if=$D of=/dev/null bs=4k count=${n(6144)} iflag=direct`],
   // The disk holds 256 MiB: the 1 MiB workloads make several passes to run well over a second.
@@ -62,6 +84,9 @@ const WORKLOADS: [string, string][] = [
   ['w4k-qd8', `for i in $(seq 0 ${QD - 1}); do dd if=/dev/zero of=$D bs=4k count=${n(1536)} seek=$((i * 4096)) oflag=direct 2>/dev/null & done; wait`],
   ['r4k-qd8', `for i in $(seq 0 ${QD - 1}); do dd if=$D of=/dev/null bs=4k count=${n(1536)} skip=$((i * 4096)) iflag=direct 2>/dev/null & done; wait`],
 ];
+/** --workload NAME (repeatable): run only these (for profiles); all by default. */
+const PICKED = opts('--workload');
+const WORKLOADS = PICKED.length ? ALL_WORKLOADS.filter(([w]) => PICKED.includes(w)) : ALL_WORKLOADS;
 
 const guestScript = (): string =>
   [
@@ -72,9 +97,12 @@ const guestScript = (): string =>
     'dd if=$D of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null',
     ...WORKLOADS.map(([name, cmd]) => `section ${name} sh -c 'a=$(cut -d" " -f1 /proc/uptime); ${cmd} 2>/dev/null || exit 1; b=$(cut -d" " -f1 /proc/uptime); echo "elapsed $a $b"'`),
     "section irqs sh -c 'grep -i nvme /proc/interrupts'",
+    // How the guest's block layer cut the work into commands (max transfer, I/Os completed per direction).
+    "section queue sh -c 'cat /sys/block/nvme0n1/queue/max_sectors_kb /sys/block/nvme0n1/queue/max_segments /sys/block/nvme0n1/stat'",
   ].join('\n');
 
-type Kind = 'qemu' | 'ours';
+/** 'qemu', 'ours' or a --variant's name. */
+type Kind = string;
 
 interface Round {
   kind: Kind;
@@ -105,7 +133,7 @@ async function waitForSocket(path: string, child: ChildProcess): Promise<void> {
 
 async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
   const load = loadavg()[0]!;
-  const backing = join(dir, `${kind}.img`);
+  const backing = join(dir, kind === 'qemu' ? 'qemu.img' : 'ours.img');
   let server: ChildProcess | null = null;
   let socket: string | null = null;
   const qemuArgs: string[] = [...QEMU_ARGS];
@@ -115,11 +143,7 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
       '-device', 'nvme,drive=nvm,serial=BENCH0001',
     );
   } else {
-    socket = join(dir, `nvme-${round}.sock`);
-    server = spawn(process.execPath, [...NODE_ARGS, '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), 'nvme', '--backing', backing, '--size', String(SIZE), ...SERVER_ARGS, socket], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    await waitForSocket(socket, server);
+    ({ server, socket } = await startServer(kind, dir, backing, `-${round}`));
   }
   try {
     const boot: BootOptions = { socket, guestScript: guestScript(), timeoutMs: 600_000, qemuArgs };
@@ -136,7 +160,7 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
       if (!s || s.rc !== 0 || !m) throw new Error(`workload ${name} failed: ${why}`);
       seconds[name] = Number(m[2]) - Number(m[1]);
     }
-    if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output);
+    if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output, findSection(report, 'queue')?.output);
     return { kind, round, seconds, bootMs: res.wallMs, load };
   } finally {
     if (server && server.exitCode === null) {
@@ -175,6 +199,98 @@ async function bootInSession(opts: BootOptions): Promise<BootResult> {
   }
 }
 
+/** Starts `vfio-user nvme` for one of our kinds on its own backing file. */
+async function startServer(kind: Kind, dir: string, backing: string, tag = ''): Promise<{ server: ChildProcess; socket: string }> {
+  const socket = join(dir, `nvme-${kind}${tag}.sock`);
+  const vargs = VARIANTS.find(([v]) => v === kind)?.[1] ?? [];
+  const cpus = vargs.find((x) => x.startsWith('@cpus='));
+  const cmd = [process.execPath, ...NODE_ARGS, '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), 'nvme', '--backing', backing, '--size', String(SIZE), ...SERVER_ARGS, ...vargs.filter((x) => x !== cpus), '--serial', `BENCH-${kind}`.slice(0, 20), socket];
+  if (cpus) cmd.unshift('taskset', '-c', cpus.slice(6));
+  const server = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
+  await waitForSocket(socket, server);
+  return { server, socket };
+}
+
+/**
+ * Every round in one guest: QEMU's nvme at slot 0x10, our kinds as
+ * vfio-user-pci devices at slots 1, 2, ... (run-guest.sh's order). The guest
+ * maps each controller's PCI address to its kind, then runs round after round:
+ * each workload on every device back to back, the device order alternating.
+ */
+async function runShared(kinds: Kind[], dir: string): Promise<Round[]> {
+  const ours = kinds.filter((k) => k !== 'qemu');
+  const servers: ChildProcess[] = [];
+  const sockets: string[] = [];
+  try {
+    for (const k of ours) {
+      const backing = join(dir, `${k}.img`);
+      fillBacking(backing);
+      const { server, socket } = await startServer(k, dir, backing);
+      servers.push(server);
+      sockets.push(socket);
+    }
+    const qemuArgs: string[] = [...QEMU_ARGS];
+    if (kinds.includes('qemu')) {
+      fillBacking(join(dir, 'qemu.img'));
+      qemuArgs.push(
+        '-drive', `file=${join(dir, 'qemu.img')},if=none,id=nvm,format=raw,cache=writeback,aio=threads`,
+        '-device', 'nvme,drive=nvm,serial=BENCH0001,addr=0x10',
+      );
+    }
+    const slotOf = (k: Kind): string => (k === 'qemu' ? '10' : (ours.indexOf(k) + 1).toString(16).padStart(2, '0'));
+    const lines = [
+      'section load loadmod nvme',
+      `i=0; while [ $(ls /sys/block | grep -c nvme) -lt ${kinds.length} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done`,
+      // Kind -> block device, by the controller's PCI slot.
+      ...kinds.map((k) => `for c in /sys/class/nvme/nvme*; do case $(cat $c/address) in *:${slotOf(k)}.0) export DEV_${k.replace(/\W/g, '_')}=/dev/$(basename $c)n1;; esac; done`),
+      ...kinds.map((k) => `echo "device ${k} $DEV_${k.replace(/\W/g, '_')}"`),
+      ...kinds.map((k) => `dd if=$DEV_${k.replace(/\W/g, '_')} of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null`),
+    ];
+    for (let r = 0; r < ROUNDS; r++) {
+      // Each workload on every device back to back (a few seconds apart), in an order that alternates by round.
+      const order = r % 2 === 0 ? kinds : [...kinds].reverse();
+      for (const [name, cmd] of WORKLOADS) {
+        for (const k of order) {
+          lines.push(`section ${k}.${name}.${r} sh -c 'D=$DEV_${k.replace(/\W/g, '_')}; a=$(cut -d" " -f1 /proc/uptime); ${cmd} 2>/dev/null || exit 1; b=$(cut -d" " -f1 /proc/uptime); echo "elapsed $a $b"'`);
+        }
+      }
+    }
+    lines.push("section irqs sh -c 'grep -i nvme /proc/interrupts'");
+    const boot: BootOptions = { sockets, guestScript: lines.join('\n'), timeoutMs: 3_600_000, qemuArgs };
+    const res = SAME_SESSION ? await bootInSession(boot) : await bootGuest(boot);
+    const report = parseGuestReport(res.console);
+    const why = `exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
+    if (process.env.BENCH_CONSOLE) writeFileSync(process.env.BENCH_CONSOLE, res.console);
+    if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
+    const problems = qemuProblems(res.qemuStderr, [/Device ROM size is zero/]);
+    if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
+    if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output);
+    const rounds: Round[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? kinds : [...kinds].reverse();
+      for (const k of order) {
+        const seconds: Record<string, number> = {};
+        for (const [name] of WORKLOADS) {
+          const sec = findSection(report, `${k}.${name}.${r}`);
+          const m = sec?.lines.map((l) => /^elapsed ([\d.]+) ([\d.]+)/.exec(l)).find((x) => x);
+          if (!sec || sec.rc !== 0 || !m) throw new Error(`workload ${k}.${name}.${r} failed: ${why}`);
+          seconds[name] = Number(m[2]) - Number(m[1]);
+        }
+        rounds.push({ kind: k, round: r, seconds, bootMs: res.wallMs, load: loadavg()[0]! });
+        console.error(`round ${r} ${k.padEnd(4)} ` + WORKLOADS.map(([w]) => `${w} ${seconds[w]!.toFixed(2)}s`).join('  '));
+      }
+    }
+    return rounds;
+  } finally {
+    for (const server of servers) {
+      if (server.exitCode === null) {
+        server.kill('SIGTERM');
+        await new Promise((r) => server.once('exit', r));
+      }
+    }
+  }
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -183,12 +299,13 @@ const median = (xs: number[]): number => {
 async function main(): Promise<void> {
   await ensureHarness();
   const dir = mkdtempSync(join(tmpdir(), 'vfu-nvme-guest-'));
-  const kinds: Kind[] = ONLY === 'ours' ? ['ours'] : ONLY === 'qemu' ? ['qemu'] : ['qemu', 'ours'];
+  const oursKinds: Kind[] = ['ours', ...VARIANTS.map(([v]) => v)];
+  const kinds: Kind[] = ONLY === 'ours' ? oursKinds : ONLY === 'qemu' ? ['qemu'] : ['qemu', ...oursKinds];
   try {
-    for (const k of kinds) fillBacking(join(dir, `${k}.img`));
     const loadBefore = loadavg();
-    const rounds: Round[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
+    const rounds: Round[] = BOOT_PER_ROUND ? [] : await runShared(kinds, dir);
+    if (BOOT_PER_ROUND) for (const k of new Set(kinds.map((k) => (k === 'qemu' ? 'qemu' : 'ours')))) fillBacking(join(dir, `${k}.img`));
+    for (let r = 0; BOOT_PER_ROUND && r < ROUNDS; r++) {
       // Alternate which device goes first so drift in the machine's load hits both alike.
       const order = r % 2 === 0 ? kinds : [...kinds].reverse();
       for (const k of order) {
@@ -211,6 +328,19 @@ async function main(): Promise<void> {
       }
       summary[w] = e;
     }
+    // Each --variant against QEMU's nvme, like `ours` above.
+    const variants: Record<string, Record<string, { s: number; ratio?: number; ratioRange?: [number, number] }>> = {};
+    for (const [v] of VARIANTS) {
+      variants[v] = {};
+      for (const [w] of WORKLOADS) {
+        const xs = rounds.filter((x) => x.kind === v).map((x) => x.seconds[w]!);
+        const q = rounds.filter((x) => x.kind === 'qemu').map((x) => x.seconds[w]!);
+        const ratios = xs.map((x, i) => x / q[i]!);
+        variants[v][w] = q.length
+          ? { s: median(xs), ratio: median(xs) / median(q), ratioRange: [Math.min(...ratios), Math.max(...ratios)] }
+          : { s: median(xs) };
+      }
+    }
     const out = {
       date: new Date().toISOString(),
       bench: 'nvme-guest',
@@ -227,6 +357,7 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter: loadavg(),
       summary,
+      ...(VARIANTS.length ? { variants: Object.fromEntries(VARIANTS.map(([v, args]) => [v, { args: args.join(' '), summary: variants[v] }])) } : {}),
       rounds,
     };
     if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(out, null, 2) + '\n');
@@ -235,6 +366,9 @@ async function main(): Promise<void> {
       const f = (v?: number): string => (v === undefined ? '   -  ' : v.toFixed(2).padStart(6));
       const rr = e.ratioRange ? ` (${e.ratioRange[0].toFixed(2)}-${e.ratioRange[1].toFixed(2)})` : '';
       console.log(`  ${w.padEnd(8)} qemu ${f(e.qemuS)} s  ours ${f(e.oursS)} s  ratio ${e.ratio === undefined ? '-' : e.ratio.toFixed(2)}${rr}`);
+    }
+    for (const [v, per] of Object.entries(variants)) {
+      console.log(`  variant ${v}: ` + Object.entries(per).map(([w, e]) => `${w} ${e.s.toFixed(2)} s${e.ratio === undefined ? '' : ` (${e.ratio.toFixed(2)})`}`).join('  '));
     }
     console.log(`  load average before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   } finally {
