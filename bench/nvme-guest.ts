@@ -46,7 +46,9 @@ const QEMU_ARGS = opts('--qemu-arg');
  * --variant NAME=ARGS (repeatable): one more server configuration measured in
  * the same alternation, `vfio-user nvme` with the --server-arg ones plus ARGS
  * (split at spaces), reported as its own column: A/B comparisons of server
- * options without run-to-run drift between them.
+ * options without run-to-run drift between them. Two ARGS forms are the
+ * bench's own: `@cpus=LIST` runs that server under `taskset -c LIST`, and
+ * `@env=NAME=VALUE` sets an environment variable for it.
  */
 const VARIANTS: [string, string[]][] = opts('--variant').map((v) => {
   const i = v.indexOf('=');
@@ -204,9 +206,10 @@ async function startServer(kind: Kind, dir: string, backing: string, tag = ''): 
   const socket = join(dir, `nvme-${kind}${tag}.sock`);
   const vargs = VARIANTS.find(([v]) => v === kind)?.[1] ?? [];
   const cpus = vargs.find((x) => x.startsWith('@cpus='));
-  const cmd = [process.execPath, ...NODE_ARGS, '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), 'nvme', '--backing', backing, '--size', String(SIZE), ...SERVER_ARGS, ...vargs.filter((x) => x !== cpus), '--serial', `BENCH-${kind}`.slice(0, 20), socket];
+  const env = Object.fromEntries(vargs.filter((x) => x.startsWith('@env=')).map((x) => [x.slice(5, x.indexOf('=', 5)), x.slice(x.indexOf('=', 5) + 1)]));
+  const cmd = [process.execPath, ...NODE_ARGS, '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), 'nvme', '--backing', backing, '--size', String(SIZE), ...SERVER_ARGS, ...vargs.filter((x) => !x.startsWith('@')), '--serial', `BENCH-${kind}`.slice(0, 20), socket];
   if (cpus) cmd.unshift('taskset', '-c', cpus.slice(6));
-  const server = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
+  const server = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
   await waitForSocket(socket, server);
   return { server, socket };
 }

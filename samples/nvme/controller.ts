@@ -111,6 +111,12 @@ interface SavedState {
   nsStats: Namespace['stats'];
 }
 
+/**
+ * Passes over the SQs before the interrupt while the host keeps writing
+ * shadow tails: commands it submitted while we executed the last ones
+ * complete under the same interrupt.
+ */
+const REPASS_MAX = 4;
 const isPromise = <T>(v: unknown): v is Promise<T> => typeof (v as { then?: unknown } | null)?.then === 'function';
 
 export class NvmeController {
@@ -486,6 +492,28 @@ export class NvmeController {
   private processQueues(): void {
     let more = false;
     const sqe = this.sqe;
+    for (let pass = 0; pass < REPASS_MAX; pass++) {
+      const again = this.processPass(sqe);
+      if (again < 0) return; // controller fatal status: nothing more runs
+      if (again === 0) break;
+      if (again === 2 || pass === REPASS_MAX - 1) {
+        more = true;
+        break;
+      }
+    }
+    this.flushInterrupts();
+    if (more) this.schedule();
+  }
+
+  /**
+   * One round-robin pass over the submission queues: 0 when every queue is
+   * empty, 1 when the host wrote more shadow tails meanwhile (worth another
+   * pass before the interrupt), 2 when a queue still holds work past its
+   * burst, -1 after a fatal error.
+   */
+  private processPass(sqe: Sqe): number {
+    let more = false;
+    let again = false;
     for (let q = 0; q < this.sqs.length; q++) {
       const sq = this.sqs[q];
       if (!sq || sq.deleted) continue;
@@ -499,7 +527,7 @@ export class NvmeController {
           sq.fetch(this.win, this.mem, sqe);
         } catch (e) {
           this.fatal(`SQ ${sq.id} entry ${sq.head} unreadable: ${(e as Error).message}`);
-          return;
+          return -1;
         }
         this.execute(sq, sqe);
       }
@@ -512,12 +540,11 @@ export class NvmeController {
         const t = this.readShadow(sq, 'SQ');
         if (t >= 0 && t !== sq.tail) {
           sq.tail = t;
-          more = true;
+          again = true;
         }
       }
     }
-    this.flushInterrupts();
-    if (more) this.schedule();
+    return more ? 2 : again ? 1 : 0;
   }
 
   private fatal(why: string): void {

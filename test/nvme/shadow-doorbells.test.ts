@@ -99,6 +99,42 @@ test('QD1 with shadow doorbells: one MMIO doorbell per command, none for the CQ 
   }
 });
 
+test('a command the host submits while the controller executes another completes under the same interrupt', async () => {
+  const r = await rig();
+  try {
+    const h = r.host;
+    assert.equal((await h.enableShadowDoorbells()).code, 0);
+    await h.createIoQueue(1, 32, 1);
+    const a = pattern(4096, 1);
+    const b = pattern(4096, 2);
+    assert.equal((await h.write(1, 0, a)).code, 0);
+    assert.equal((await h.write(1, 8, b)).code, 0);
+    await h.r32(0);
+    // The host submits the second read (shadow tail only: the controller is busy, so the EventIdx
+    // spares the MMIO write) while the controller is inside the first one's file read.
+    const ns = r.dev.namespace;
+    const readAt = ns.readAt.bind(ns);
+    const second: { read: ReturnType<NvmeHost['read']> | null } = { read: null };
+    ns.readAt = (pos, buf, off, len) => {
+      second.read ??= h.read(1, 8, 4096);
+      readAt(pos, buf, off, len);
+    };
+    const irqs = r.dev.stats.interrupts;
+    const mmio = h.doorbellStats.mmio;
+    const first = await h.read(1, 0, 4096);
+    assert.ok(second.read, 'the second read was submitted during the first');
+    const got = await second.read;
+    assert.equal(first.cqe.code, 0);
+    assert.equal(got.cqe.code, 0);
+    assert.deepEqual(first.data, a);
+    assert.deepEqual(got.data, b);
+    assert.equal(h.doorbellStats.mmio - mmio, 1, 'one MMIO doorbell: the second submission rang none');
+    assert.equal(r.dev.stats.interrupts - irqs, 1, 'both completions under one interrupt');
+  } finally {
+    await r.close();
+  }
+});
+
 test('the controller takes the SQ tail from the shadow page, not only from the MMIO value', async () => {
   const r = await rig();
   try {
