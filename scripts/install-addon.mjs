@@ -17,8 +17,9 @@
 //      so an interrupted run would leave no addon at all.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeGyp, nodedirArgs } from './node-gyp.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const force = process.argv.includes('--force');
@@ -46,26 +47,6 @@ function sourcesMtime() {
     if (/\.(cc|h)$/.test(name)) newest = Math.max(newest, statSync(join(dir, name)).mtimeMs);
   }
   return newest;
-}
-
-/** node-gyp as npm ships it: the path npm hands lifecycle scripts, npm's own copy, or one on PATH. */
-function nodeGyp() {
-  const fromNpm = process.env.npm_config_node_gyp;
-  if (fromNpm && existsSync(fromNpm)) return [process.execPath, fromNpm];
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-  if (existsSync(bundled)) return [process.execPath, bundled];
-  return ['node-gyp'];
-}
-
-/**
- * The headers of the running node when it has them (<prefix>/include/node,
- * as distributions and nodejs.org tarballs install them) and npm named none:
- * otherwise node-gyp downloads them, which fails offline.
- */
-function nodedirArgs() {
-  if (process.env.npm_config_nodedir) return [];
-  const prefix = join(dirname(process.execPath), '..');
-  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 }
 
 function build() {

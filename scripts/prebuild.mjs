@@ -18,8 +18,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeGyp, nodedirArgs } from './node-gyp.mjs';
 
 /** The newest glibc the prebuilt addon may need (Debian 12 builds need 2.34: pthread_kill, pthread_once and pthread_cond_clockwait, which moved into libc in 2.34, for the dedicated-thread mode's loop watcher). */
 export const GLIBC_FLOOR = '2.34';
@@ -50,25 +51,6 @@ export function glibcNeeded(file) {
   const out = execFileSync('objdump', ['-T', file], { encoding: 'utf8' });
   const versions = [...out.matchAll(/\bGLIBC_(\d+(?:\.\d+)+)\b/g)].map((m) => m[1]);
   return versions.sort(compareVersions).at(-1) ?? '0';
-}
-
-function nodeGyp() {
-  const fromNpm = process.env.npm_config_node_gyp;
-  if (fromNpm && existsSync(fromNpm)) return [process.execPath, fromNpm];
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-  if (existsSync(bundled)) return [process.execPath, bundled];
-  return ['node-gyp'];
-}
-
-/**
- * The headers of the running node when it has them (<prefix>/include/node,
- * as distributions and nodejs.org tarballs install them) and npm named none:
- * otherwise node-gyp downloads them, which fails offline.
- */
-function nodedirArgs() {
-  if (process.env.npm_config_nodedir) return [];
-  const prefix = join(dirname(process.execPath), '..');
-  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 }
 
 function main() {
