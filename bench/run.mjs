@@ -9,8 +9,10 @@
 // Each figure alternates ours and the floor inside one run, several rounds,
 // and reports medians with min-max spread. "pinned": every process of the
 // figure runs on one CPU (taskset -c CPU); "unpinned": the scheduler places
-// them. Writes bench/results.json and the generated part of
-// docs/performance.md, and prints a table.
+// them. A full run (every figure, both modes, not --quick) writes
+// bench/results.json and the generated part of docs/performance.md; any
+// other run writes bench/results.partial.json only, so the committed table
+// always comes from a full run. Prints a table either way.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -591,10 +593,11 @@ for (const mode of MODES) {
 }
 results.loadAfter = loadAvg();
 results.seconds = Math.round((Date.now() - t0) / 1000);
-const outFile = join(HERE, 'results.json');
+const full = !QUICK && ONLY.size === 7 && MODES.includes('pinned') && MODES.includes('unpinned');
+const outFile = join(HERE, full ? 'results.json' : 'results.partial.json');
 writeFileSync(outFile, JSON.stringify(results, null, 2) + '\n');
 console.log(`\n${results.seconds} s; load ${results.loadBefore.join(' ')} -> ${results.loadAfter.join(' ')}; wrote ${outFile}`);
-if (!flag('--no-doc')) {
+if (full && !flag('--no-doc')) {
   const { updateDoc } = await import('./doc.mjs');
   updateDoc(results, join(ROOT, 'docs', 'performance.md'));
   console.log('updated docs/performance.md');
