@@ -47,6 +47,19 @@ function account(c: NvmeController, write: boolean, nlb: number): void {
 }
 
 /**
+ * How much of the guest range [a, a+n) the windows reach in one piece (and
+ * `win` then points at it): the whole range, else the rest of its page (a
+ * range crossing from one DMA region into the next goes page by page). -k
+ * when that page is in no whole-region window (a region over 4 GiB is mapped
+ * in pieces): the caller takes the library's checked view for its k bytes.
+ */
+function locateRun(win: NvmeController['win'], a: number, n: number, write: boolean): number {
+  if (win.locate(a, n, !write)) return n;
+  const k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
+  return win.locate(a, k, !write) ? k : -k;
+}
+
+/**
  * Moves `len` bytes between the backing file at `pos` and the guest ranges of
  * a PRP pair with one pread/pwrite per contiguous range, straight from/to the
  * mapped guest memory: nothing is allocated.
@@ -65,27 +78,19 @@ function transferSync(c: NvmeController, prp1: number, prp2: number, pos: number
     let a = cur.addr;
     let n = cur.len;
     while (n > 0) {
-      // The whole range at once; a range crossing from one DMA region into the next goes page by page.
-      let k = n;
-      if (!win.locate(a, k, !write)) {
-        k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
-        if (!win.locate(a, k, !write)) {
-          // Not in one whole-region window (a region over 4 GiB is mapped in pieces): the library's checked view.
-          pieceViaView(c, a, k, pos, write);
-          a += k;
-          n -= k;
-          pos += k;
-          continue;
+      const run = locateRun(win, a, n, write);
+      const k = Math.abs(run);
+      if (run < 0) pieceViaView(c, a, k, pos, write);
+      else {
+        try {
+          if (write) c.ns.writeAt(pos, win.bytes, win.offset, k);
+          else {
+            c.ns.readAt(pos, win.bytes, win.offset, k);
+            win.dirty(win.offset, k);
+          }
+        } catch (e) {
+          throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
         }
-      }
-      try {
-        if (write) c.ns.writeAt(pos, win.bytes, win.offset, k);
-        else {
-          c.ns.readAt(pos, win.bytes, win.offset, k);
-          win.dirty(win.offset, k);
-        }
-      } catch (e) {
-        throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
       }
       a += k;
       n -= k;
@@ -109,25 +114,16 @@ function transferVectored(c: NvmeController, pos: number, write: boolean): void 
       let a = cur.addr;
       let n = cur.len;
       while (n > 0) {
-        let k = n;
-        if (!win.locate(a, k, !write)) {
-          k = Math.min(n, PAGE_SIZE - (a % PAGE_SIZE));
-          if (!win.locate(a, k, !write)) {
-            let v: DmaView;
-            try {
-              v = c.mem.view(a, k, !write);
-            } catch (e) {
-              throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${a.toString(16)}: ${(e as Error).message}`);
-            }
-            held.push(v);
-            iov.push(v.bytes);
-            a += k;
-            n -= k;
-            continue;
-          }
+        const run = locateRun(win, a, n, write);
+        const k = Math.abs(run);
+        if (run < 0) {
+          const v = checkedView(c, a, k, write);
+          held.push(v);
+          iov.push(v.bytes);
+        } else {
+          iov.push(win.bytes.subarray(win.offset, win.offset + k));
+          if (!write) win.dirty(win.offset, k);
         }
-        iov.push(win.bytes.subarray(win.offset, win.offset + k));
-        if (!write) win.dirty(win.offset, k);
         a += k;
         n -= k;
       }
@@ -143,14 +139,18 @@ function transferVectored(c: NvmeController, pos: number, write: boolean): void 
   }
 }
 
-/** One page-sized piece through a library view (slow path: allocates, checks Bus Master and mapping). */
-function pieceViaView(c: NvmeController, addr: number, len: number, pos: number, write: boolean): void {
-  let v: DmaView;
+/** A library view of a data range (a read from the namespace writes guest memory); Data Transfer Error when DMA cannot reach it. */
+function checkedView(c: NvmeController, addr: number, len: number, write: boolean): DmaView {
   try {
-    v = c.mem.view(addr, len, !write);
+    return c.mem.view(addr, len, !write);
   } catch (e) {
     throw new NvmeStatus(SC.DATA_XFER_ERROR, `DMA at 0x${addr.toString(16)}: ${(e as Error).message}`);
   }
+}
+
+/** One page-sized piece through a library view (slow path: allocates, checks Bus Master and mapping). */
+function pieceViaView(c: NvmeController, addr: number, len: number, pos: number, write: boolean): void {
+  const v = checkedView(c, addr, len, write);
   try {
     if (write) c.ns.writeAt(pos, v.bytes, 0, len);
     else c.ns.readAt(pos, v.bytes, 0, len);
