@@ -8,18 +8,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
+import type { VfioUserClient } from '../../src/client/client.js';
 import { pattern } from './helpers/rig.js';
 
+/** An enabled controller on an 8 MiB namespace with I/O queue 1, driven by our host over the in-memory transport. */
+async function withNvme(opts: { syncIoMax?: number }, body: (h: NvmeHost, client: VfioUserClient, backing: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'nvme-io-'));
+  const backing = join(dir, 'disk.img');
+  const dev = createNvmeDevice({ backing, size: 8 << 20, ...opts });
+  const client = await connectInMemory(dev.ctx);
+  const h = await NvmeHost.attach(client);
+  try {
+    await h.enable();
+    await h.createIoQueue(1, 32, 1);
+    await body(h, client, backing);
+  } finally {
+    h.stop();
+    await client.close();
+    await dev.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 for (const syncIoMax of [0, 16384, undefined]) {
-  test(`reads and writes with syncIoMax ${syncIoMax ?? 'default'}`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nvme-io-'));
-    const backing = join(dir, 'disk.img');
-    const dev = createNvmeDevice({ backing, size: 8 << 20, ...(syncIoMax !== undefined ? { syncIoMax } : {}) });
-    const client = await connectInMemory(dev.ctx);
-    const h = await NvmeHost.attach(client);
-    try {
-      await h.enable();
-      await h.createIoQueue(1, 32, 1);
+  test(`reads and writes with syncIoMax ${syncIoMax ?? 'default'}`, () =>
+    withNvme(syncIoMax !== undefined ? { syncIoMax } : {}, async (h, _client, backing) => {
       for (const [lba, len, off] of [[0, 512, 0], [8, 4096, 0], [24, 8192, 512], [100, 65536, 0], [2048, 1 << 20, 0], [4000, 3 * PAGE, 1024]] as const) {
         const data = pattern(len, lba);
         const buf = h.alloc(len + PAGE) + BigInt(off);
@@ -37,13 +50,7 @@ for (const syncIoMax of [0, 16384, undefined]) {
       const bad = await h.submit(1, { opcode: 0x02, nsid: 1, prp1: BigInt(h.mem.size) + 0x100000n, cdw10: 0, cdw12: 7 });
       assert.equal(bad.code, 0x4);
       assert.equal((await h.read(1, 8, 4096)).cqe.code, 0);
-    } finally {
-      h.stop();
-      await client.close();
-      await dev.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 }
 
 // Data pages straddling two DMA regions (adjacent, each fd-backed): the
@@ -51,15 +58,8 @@ for (const syncIoMax of [0, 16384, undefined]) {
 // page; a PRP list over pages of both regions goes through one vector. A
 // region mapped without an fd is only reachable by message: Data Transfer
 // Error, as for memory that is not mapped at all.
-test('transfers across two DMA regions, and into one mapped without an fd', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'nvme-io-'));
-  const backing = join(dir, 'disk.img');
-  const dev = createNvmeDevice({ backing, size: 8 << 20 });
-  const client = await connectInMemory(dev.ctx);
-  const h = await NvmeHost.attach(client);
-  try {
-    await h.enable();
-    await h.createIoQueue(1, 32, 1);
+test('transfers across two DMA regions, and into one mapped without an fd', () =>
+  withNvme({}, async (h, client, backing) => {
     const size = h.mem.size;
     const next = await client.createGuestMemory({ iova: BigInt(size), size: 1 << 20, useFd: true });
     const noFd = await client.createGuestMemory({ iova: BigInt(size) + (2n << 20n), size: 1 << 20, useFd: false });
@@ -90,10 +90,4 @@ test('transfers across two DMA regions, and into one mapped without an fd', asyn
     const bad = await h.submit(1, { opcode: 0x02, nsid: 1, prp1: noFd.iova, cdw10: 0, cdw12: 7 });
     assert.equal(bad.code, 0x4);
     assert.equal((await h.read(1, 16, 4096)).cqe.code, 0);
-  } finally {
-    h.stop();
-    await client.close();
-    await dev.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
