@@ -34,30 +34,45 @@ export async function serveUntilDone(ctx: DeviceContext, path: string, opts: Ser
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  // The handlers stay until the close is over: a SIGTERM that arrives while
+  // the server is already stopping (the client left, and whoever started us
+  // signals at the same moment) must not kill the process before it has
+  // removed the socket file. A second signal still ends the process at once:
+  // by the time a handler runs, close() has removed the file (synchronously,
+  // in the turn that called stop()).
+  const unhook = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
   const stop = (code: number): void => {
     if (stopping) return;
     stopping = true;
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     // A close that fails still ends serving, with a failure code and the reason on stderr.
     ctx.close().then(
-      () => resolveDone(opts.exitCode ? Math.max(code, opts.exitCode()) : code),
+      () => {
+        unhook();
+        resolveDone(opts.exitCode ? Math.max(code, opts.exitCode()) : code);
+      },
       (e: unknown) => {
+        unhook();
         const err = opts.err ?? ((t: string) => void process.stderr.write(t));
         err(`vfio-user: closing ${path} failed: ${e instanceof Error ? e.message : String(e)}\n`);
         resolveDone(Math.max(code, 1));
       },
     );
   };
-  const onSignal = (): void => stop(0);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!stopping) return stop(0);
+    unhook();
+    process.kill(process.pid, signal);
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
     await ctx.listen(path, opts.dedicatedThread ? { dedicatedThread: true } : {});
     applySocketOwner(path, opts.owner);
   } catch (e) {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    unhook();
     await ctx.close();
     throw e;
   }

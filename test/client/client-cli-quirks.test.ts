@@ -74,7 +74,7 @@ test('client: a migration that fails is reported, the destination is stopped, an
     assert.match(out, /FAIL {2}live migration: /);
     assert.match(out, /skip {2}the device on the destination: the migration failed/);
     assert.match(out, /^3 check\(s\) failed \(2 skipped\)/m);
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.migrated')), [], 'the destination server was stopped');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.migrated')), [], 'the destination server was stopped\n' + out);
   } finally {
     await dev.ctx.close();
     rmSync(dir, { recursive: true, force: true });
