@@ -5,6 +5,7 @@
 // from zero-copy views of the PRP ranges.
 import type { DmaView } from '../../src/server/dma.js';
 import type { NvmeController } from './controller.js';
+import { countIo } from './file-io.js';
 import { LBA_SHIFT, LBA_SIZE } from './namespace.js';
 import { PAGE_SIZE, prpSegments, readPrp, viewsOf } from './prp.js';
 import { NvmeStatus, type Completion, type Sqe } from './queues.js';
@@ -33,17 +34,6 @@ function startLba(c: NvmeController, sqe: Sqe, nlb: number): number {
   const slba = sqe.cdw11 === 0 ? sqe.cdw10 : sqe.cdw11 * TWO_32 + sqe.cdw10;
   if (sqe.cdw11 >= 0x200000 || slba + nlb > c.ns.blocks) throw new NvmeStatus(SC.LBA_RANGE, `LBA ${slba}+${nlb} beyond ${c.ns.blocks}`);
   return slba;
-}
-
-function account(c: NvmeController, write: boolean, nlb: number): void {
-  const st = c.ns.stats;
-  if (write) {
-    st.writeCommands++;
-    st.blocksWritten += nlb;
-  } else {
-    st.readCommands++;
-    st.blocksRead += nlb;
-  }
 }
 
 /**
@@ -170,7 +160,7 @@ function transfer(c: NvmeController, sqe: Sqe, write: boolean): Completion | Pro
   const fua = write && (sqe.cdw12 & (1 << 30)) !== 0;
   if (len <= c.syncIoMax && !fua) {
     transferSync(c, sqe.prp1, sqe.prp2, slba * LBA_SIZE, len, write);
-    account(c, write, nlb);
+    countIo(c.ns.stats, write, nlb);
     return OK;
   }
   // Thread pool: the ranges and views are taken now (the entry is reused once this returns).
@@ -193,7 +183,7 @@ async function transferAsync(c: NvmeController, views: DmaView[], pos: number, n
   } finally {
     for (const v of views) v.release();
   }
-  account(c, write, nlb);
+  countIo(c.ns.stats, write, nlb);
   return OK;
 }
 

@@ -1,9 +1,10 @@
 // One NVMe namespace backed by a regular file: 512-byte LBAs, size fixed at
 // creation. Data moves between the file and guest memory with vectored,
 // asynchronous file I/O straight from/to the DMA views (no copy in JS).
-import { closeSync, constants, existsSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, readv, readvSync, writeSync, writev, writevSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { native } from '../../src/native/binding.js';
 import { VfioUserError } from '../../src/protocol/errors.js';
+import { newIoStats, readFully, readFullySync, writeFully, writeFullySync, type IoStats } from './file-io.js';
 
 export const LBA_SHIFT = 9;
 export const LBA_SIZE = 1 << LBA_SHIFT;
@@ -26,50 +27,6 @@ export class BackingFileInUseError extends VfioUserError {
   }
 }
 
-/** Splits a vector so no single readv/writev call exceeds IOV_MAX entries. */
-const IOV_MAX = 1024;
-
-function vectored(
-  op: typeof readv | typeof writev,
-  fd: number,
-  bufs: Uint8Array[],
-  position: number,
-): Promise<void> {
-  const total = bufs.reduce((n, b) => n + b.length, 0);
-  return new Promise<void>((resolve, reject) => {
-    let done = 0;
-    let idx = 0;
-    let inFirst = 0; // bytes of bufs[idx] already done
-    const step = (): void => {
-      if (done === total) return resolve();
-      const chunk: Uint8Array[] = [];
-      for (let i = idx; i < bufs.length && chunk.length < IOV_MAX; i++) {
-        chunk.push(i === idx ? bufs[i]!.subarray(inFirst) : bufs[i]!);
-      }
-      (op as typeof readv)(fd, chunk, position + done, (err, n) => {
-        if (err) return reject(err);
-        if (n === 0) return reject(Object.assign(new Error('short transfer (end of file)'), { code: 'EIO' }));
-        done += n;
-        // Advance over what was transferred.
-        let left = n;
-        while (left > 0 && idx < bufs.length) {
-          const avail = bufs[idx]!.length - inFirst;
-          if (left >= avail) {
-            left -= avail;
-            idx++;
-            inFirst = 0;
-          } else {
-            inFirst += left;
-            left = 0;
-          }
-        }
-        step();
-      });
-    };
-    step();
-  });
-}
-
 /** A file-backed namespace (NSID 1). */
 export class Namespace {
   readonly path: string;
@@ -78,7 +35,7 @@ export class Namespace {
   readonly readOnly: boolean;
   private fd: number;
   /** Counters for the SMART log. */
-  readonly stats = { readCommands: 0, writeCommands: 0, blocksRead: 0, blocksWritten: 0 };
+  readonly stats: IoStats = newIoStats();
 
   constructor(opts: NamespaceOptions) {
     if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % LBA_SIZE !== 0) {
@@ -103,28 +60,20 @@ export class Namespace {
 
   /** Reads `bufs` (filled in order) from byte `pos`. */
   read(pos: number, bufs: Uint8Array[]): Promise<void> {
-    return vectored(readv, this.fd, bufs, pos);
+    return readFully(this.fd, pos, bufs);
   }
 
   write(pos: number, bufs: Uint8Array[]): Promise<void> {
-    return vectored(writev, this.fd, bufs, pos);
+    return writeFully(this.fd, pos, bufs);
   }
 
   /** Synchronous variants for small transfers (a page-cache hit costs less than a thread-pool round trip). */
   readSync(pos: number, bufs: Uint8Array[]): void {
-    let done = 0;
-    const total = bufs.reduce((n, b) => n + b.length, 0);
-    while (done < total) {
-      const n = readvSync(this.fd, skip(bufs, done), pos + done);
-      if (n === 0) throw Object.assign(new Error('short read (end of file)'), { code: 'EIO' });
-      done += n;
-    }
+    readFullySync(this.fd, pos, bufs);
   }
 
   writeSync(pos: number, bufs: Uint8Array[]): void {
-    let done = 0;
-    const total = bufs.reduce((n, b) => n + b.length, 0);
-    while (done < total) done += writevSync(this.fd, skip(bufs, done), pos + done);
+    writeFullySync(this.fd, pos, bufs);
   }
 
   /** Reads `len` bytes at byte `pos` into `buf` from `off` (one pread unless it comes back short). */
@@ -158,18 +107,3 @@ export class Namespace {
   }
 }
 
-
-/** The buffers after the first `n` bytes. */
-function skip(bufs: Uint8Array[], n: number): Uint8Array[] {
-  if (n === 0) return bufs;
-  const out: Uint8Array[] = [];
-  for (const b of bufs) {
-    if (n >= b.length) {
-      n -= b.length;
-      continue;
-    }
-    out.push(n > 0 ? b.subarray(n) : b);
-    n = 0;
-  }
-  return out;
-}

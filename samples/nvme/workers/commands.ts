@@ -5,6 +5,7 @@
 // against the worker's DMA so that path can change shape on its own.
 import type { DmaView } from '../../../src/server/dma.js';
 import type { WorkerDma } from '../../../src/server/dma-worker.js';
+import { countIo } from '../file-io.js';
 import { NvmeStatus, type Completion } from '../queues.js';
 import { IO_OPC, LIMITS, SC } from '../registers.js';
 import type { WorkerBacking } from './backing.js';
@@ -141,14 +142,7 @@ function transfer(t: IoTarget, sqe: WorkerSqe, write: boolean): Completion | Pro
     throw new NvmeStatus(write ? SC.WRITE_FAULT : SC.UNRECOVERED_READ, (e as Error).message);
   };
   const account = (): Completion => {
-    const st = t.backing.stats;
-    if (write) {
-      st.writeCommands++;
-      st.blocksWritten += nlb;
-    } else {
-      st.readCommands++;
-      st.blocksRead += nlb;
-    }
+    countIo(t.backing.stats, write, nlb);
     return OK;
   };
   const pos = slba * LBA_SIZE;
