@@ -130,6 +130,7 @@ export class SubmissionQueue implements ShadowSlots {
   }
 }
 
+/** A completion waiting for room in a full CQ. */
 export interface PendingCqe {
   result: number;
   sqid: number;

@@ -4,10 +4,11 @@
 // queue classes so that the controller's single-threaded hot path can change
 // shape (shadow doorbells, in-place decoding) without touching the workers.
 import type { WorkerDma } from '../../../src/server/dma-worker.js';
+import { u64n } from '../guest-window.js';
+import type { PendingCqe } from '../queues.js';
 
 export const SQE_SIZE = 64;
 export const CQE_SIZE = 16;
-const TWO_32 = 0x1_0000_0000;
 
 /** The fields of a submission queue entry an I/O command uses. PRP addresses are numbers (-1 at 2^53 and above). */
 export interface WorkerSqe {
@@ -21,12 +22,6 @@ export interface WorkerSqe {
   cdw10: number;
   cdw11: number;
   cdw12: number;
-}
-
-/** A 64-bit little-endian guest address as a number, -1 where no memory can be (2^53 and above). */
-function u64(dv: DataView, off: number): number {
-  const hi = dv.getUint32(off + 4, true);
-  return hi >= 0x200000 ? -1 : hi * TWO_32 + dv.getUint32(off, true);
 }
 
 export class WorkerSq {
@@ -61,20 +56,13 @@ export class WorkerSq {
       flags: (cdw0 >>> 8) & 0xff,
       cid: cdw0 >>> 16,
       nsid: dv.getUint32(4, true),
-      prp1: u64(dv, 24),
-      prp2: u64(dv, 32),
+      prp1: u64n(dv, 24),
+      prp2: u64n(dv, 32),
       cdw10: dv.getUint32(40, true),
       cdw11: dv.getUint32(44, true),
       cdw12: dv.getUint32(48, true),
     };
   }
-}
-
-interface PendingCqe {
-  result: number;
-  sqid: number;
-  cid: number;
-  status: number;
 }
 
 export class WorkerCq {
