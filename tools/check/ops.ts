@@ -13,6 +13,7 @@ import { encodeRegionReadRequest, encodeRegionWriteRequest } from '../../src/pro
 import { decodeRegionInfoReply, encodeRegionInfoRequest, type RegionInfo } from '../../src/protocol/region-info.js';
 import { encodeSetIrqsRequest } from '../../src/protocol/set-irqs.js';
 import type { Message } from '../../src/transport/types.js';
+import { concatBytes } from '../../src/util/bytes.js';
 import { native } from '../../src/native/binding.js';
 import { errnoOf, isError, type RawClient } from './raw-client.js';
 import { CaseFailure } from './types.js';
@@ -148,20 +149,10 @@ export async function readStream(c: RawClient, chunk: number, limit = 256 * 1048
     if (r.size > chunk) throw new CaseFailure(`MIG_DATA_READ returned ${r.size} bytes for ${chunk} asked`);
     parts.push(r.data.slice());
     total += r.size;
-    if (r.size === 0) return { data: concat(parts, total), ending: 'an empty read' };
-    if (r.size < chunk) return { data: concat(parts, total), ending: 'a short read' };
+    if (r.size === 0) return { data: concatBytes(parts), ending: 'an empty read' };
+    if (r.size < chunk) return { data: concatBytes(parts), ending: 'a short read' };
     if (total > limit) throw new CaseFailure(`migration stream longer than ${limit} bytes`);
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** A non-blocking eventfd the case owns. */
