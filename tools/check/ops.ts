@@ -193,6 +193,19 @@ export function memfd(size: number): number {
   return fd;
 }
 
+/**
+ * DMA_MAP of a fresh memfd of `fileSize` bytes (default: the map's size);
+ * the fd is closed once sent, whatever the answer, which is returned.
+ */
+export async function dmaMapMemfd(c: RawClient, a: { address: bigint; size: bigint; offset?: bigint }, fileSize = Number(a.size)): Promise<Message> {
+  const fd = memfd(fileSize);
+  try {
+    return await dmaMap(c, a, fd);
+  } finally {
+    closeFds([fd]);
+  }
+}
+
 export const u32le = (v: number): Uint8Array => {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, v >>> 0, true);

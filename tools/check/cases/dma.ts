@@ -1,7 +1,7 @@
 // DMA_MAP / DMA_UNMAP edge cases: overlap, exact unmap, unmap-all, maps
 // without fds, overflow, limits.
 import { DmaUnmapFlags } from '../../../src/protocol/constants.js';
-import { answer, closeFds, dmaMap, dmaUnmap, errReply, memfd, okReply } from '../ops.js';
+import { answer, dmaMap, dmaMapMemfd, dmaUnmap, errReply, okReply } from '../ops.js';
 import { isError } from '../raw-client.js';
 import { expect, fail, pass, type CheckCase } from '../types.js';
 
@@ -18,12 +18,7 @@ export const dmaCases: CheckCase[] = [
     title: 'a map with an fd and its exact unmap succeed; the unmap reply echoes the request',
     async run(ctx) {
       const c = await ctx.connect();
-      const fd = memfd(0x10000);
-      try {
-        okReply(await dmaMap(c, { address: BASE, size: 0x10000n }, fd), 'DMA_MAP with fd');
-      } finally {
-        closeFds([fd]);
-      }
+      okReply(await dmaMapMemfd(c, { address: BASE, size: 0x10000n }), 'DMA_MAP with fd');
       const m = okReply(await dmaUnmap(c, { address: BASE, size: 0x10000n }), 'DMA_UNMAP');
       expect(m.payload.length === 0 || m.payload.length === 24, `unmap reply of ${m.payload.length} bytes`);
       if (m.payload.length === 24) {
@@ -103,12 +98,7 @@ export const dmaCases: CheckCase[] = [
     title: 'unmap with the ALL flag removes every map',
     async run(ctx) {
       const c = await ctx.connect();
-      const fd = memfd(0x10000);
-      try {
-        okReply(await dmaMap(c, { address: BASE, size: 0x10000n }, fd), 'DMA_MAP with fd');
-      } finally {
-        closeFds([fd]);
-      }
+      okReply(await dmaMapMemfd(c, { address: BASE, size: 0x10000n }), 'DMA_MAP with fd');
       okReply(await dmaMap(c, { address: BASE + 0x100000n, size: PAGE }), 'DMA_MAP without fd');
       okReply(await dmaUnmap(c, { address: 0n, size: 0n, flags: DmaUnmapFlags.ALL }), 'DMA_UNMAP ALL');
       errReply(await dmaUnmap(c, { address: BASE, size: 0x10000n }), 'an unmap after unmap-all');
@@ -169,13 +159,7 @@ export const dmaCases: CheckCase[] = [
     title: 'a map with an fd whose file is smaller than offset + size: refused, or accepted without touching it',
     async run(ctx) {
       const c = await ctx.connect();
-      const fd = memfd(0x1000);
-      let m;
-      try {
-        m = await dmaMap(c, { address: BASE, size: 0x10000n, offset: 0x8000n }, fd);
-      } finally {
-        closeFds([fd]);
-      }
+      const m = await dmaMapMemfd(c, { address: BASE, size: 0x10000n, offset: 0x8000n }, 0x1000);
       // The server must still be alive: touching such a mapping raises SIGBUS.
       okReply(await dmaMap(c, { address: BASE + 0x100000n, size: PAGE }), 'a map afterwards');
       return pass(`saw: ${answer(m)}`);

@@ -3,7 +3,7 @@
 // Skipped as a whole when GET MIGRATION is refused.
 import { DeviceFeature, DeviceFeatureFlags, DeviceState, MigrationFlags } from '../../../src/protocol/constants.js';
 import { decodeDmaLoggingReport, encodeDmaLoggingControl, encodeDmaLoggingReportRequest } from '../../../src/protocol/device-feature.js';
-import { answer, closeFds, dmaMap, errReply, feature, featureData, getState, memfd, migRead, migWrite, okReply, readStream, setState } from '../ops.js';
+import { answer, dmaMapMemfd, errReply, feature, featureData, getState, migRead, migWrite, okReply, readStream, setState } from '../ops.js';
 import { isError, type RawClient } from '../raw-client.js';
 import { expect, fail, pass, skip, type CaseContext, type CheckCase, type CaseOutcome } from '../types.js';
 
@@ -166,12 +166,7 @@ export const migrationCases: CheckCase[] = [
     async run(ctx) {
       const c = await ctx.connect();
       const pages = 100n;
-      const fd = memfd(Number(pages) * 4096);
-      try {
-        okReply(await dmaMap(c, { address: 0x4000_0000n, size: pages * 4096n }, fd), 'DMA_MAP');
-      } finally {
-        closeFds([fd]);
-      }
+      okReply(await dmaMapMemfd(c, { address: 0x4000_0000n, size: pages * 4096n }), 'DMA_MAP');
       const report = () =>
         feature(c, DeviceFeature.DMA_LOGGING_REPORT, DeviceFeatureFlags.GET, encodeDmaLoggingReportRequest({ iova: 0x4000_0000n, length: pages * 4096n, pageSize: 4096n }), 8 + 24 + 16);
       const start = await feature(c, DeviceFeature.DMA_LOGGING_START, DeviceFeatureFlags.SET, encodeDmaLoggingControl({ pageSize: 4096n, ranges: [] }));
