@@ -1,33 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DeviceContext } from '../../src/server/context.js';
 import { main } from '../../cli/main.js';
+import { root, run as runChild, type Run } from '../install/tools.js';
 import { sampleDevice, tempSocketPath } from './rig.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const bin = join(root, 'bin', 'vfio-user.js');
 
-function run(args: string[], timeoutMs = 20000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`vfio-user ${args.join(' ')} did not exit within ${timeoutMs} ms (stderr: ${stderr})`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** `vfio-user ARGS` to completion; a run past `watchdogMs` is killed and fails the test. */
+const run = (args: string[], watchdogMs = 20000): Promise<Run> => runChild(process.execPath, [bin, ...args], { cwd: root, watchdogMs });
 
 async function withServer(fn: (path: string, ctx: DeviceContext) => Promise<void>): Promise<void> {
   const ctx = new DeviceContext(sampleDevice());
