@@ -8,18 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice, CSTS, REG, CC, type NvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
-import type { VfioUserClient } from '../../src/client/client.js';
-import { nvmeRig, pattern } from './helpers/rig.js';
+import { nvmeRig, pattern, type NvmeRig } from './helpers/rig.js';
 
 const SIZE = 8 << 20;
 
-interface Rig {
-  dev: NvmeDevice;
-  client: VfioUserClient;
-  host: NvmeHost;
-  backing: string;
-  close(): Promise<void>;
-}
+type Rig = NvmeRig<NvmeDevice>;
 
 async function rig(opts: { msix?: boolean; enable?: boolean } = {}): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'nvme-test-'));

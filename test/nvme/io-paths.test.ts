@@ -3,13 +3,13 @@
 // writes always) move the same bytes, across PRP lists and unaligned PRP1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost, PAGE } from '../../samples/nvme/host.js';
 import type { VfioUserClient } from '../../src/client/client.js';
-import { pattern } from './helpers/rig.js';
+import { nvmeRig, pattern } from './helpers/rig.js';
 
 /** An enabled controller on an 8 MiB namespace with I/O queue 1, driven by our host over the in-memory transport. */
 async function withNvme(opts: { syncIoMax?: number }, body: (h: NvmeHost, client: VfioUserClient, backing: string) => Promise<void>): Promise<void> {
@@ -17,16 +17,13 @@ async function withNvme(opts: { syncIoMax?: number }, body: (h: NvmeHost, client
   const backing = join(dir, 'disk.img');
   const dev = createNvmeDevice({ backing, size: 8 << 20, ...opts });
   const client = await connectInMemory(dev.ctx);
-  const h = await NvmeHost.attach(client);
+  const r = nvmeRig(dev, client, await NvmeHost.attach(client), backing, dir);
   try {
-    await h.enable();
-    await h.createIoQueue(1, 32, 1);
-    await body(h, client, backing);
+    await r.host.enable();
+    await r.host.createIoQueue(1, 32, 1);
+    await body(r.host, client, backing);
   } finally {
-    h.stop();
-    await client.close();
-    await dev.close();
-    rmSync(dir, { recursive: true, force: true });
+    await r.close();
   }
 }
 

@@ -11,19 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CSTS, REG, startNvmeDevice, type NvmeDevice } from '../../samples/nvme/index.js';
 import { connectInMemory, NvmeHost } from '../../samples/nvme/host.js';
-import type { VfioUserClient } from '../../src/client/client.js';
 import type { IrqEvent } from '../../src/client/irqs.js';
-import { nvmeRig, pattern } from './helpers/rig.js';
+import { nvmeRig, pattern, type NvmeRig } from './helpers/rig.js';
 
 const SIZE = 8 << 20;
 
-interface Rig {
-  dev: NvmeDevice;
-  client: VfioUserClient;
-  host: NvmeHost;
-  backing: string;
-  close(): Promise<void>;
-}
+type Rig = NvmeRig<NvmeDevice>;
 
 async function rig(opts: { msix?: boolean } = {}): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'nvme-workers-'));
