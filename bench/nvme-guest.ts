@@ -26,7 +26,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { bootGuest, ensureHarness, RUN_GUEST_SCRIPT, runGuestArgs, type BootOptions, type BootResult } from '../vm/harness.js';
-import { findSection, parseGuestReport, qemuProblems } from '../vm/report.js';
+import { findSection, HARMLESS_QEMU_LINES, parseGuestReport, qemuProblems } from '../vm/report.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const SIZE = 256 << 20;
@@ -153,7 +153,7 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
     const report = parseGuestReport(res.console);
     const why = `${kind} round ${round}: exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
     if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
-    const problems = qemuProblems(res.qemuStderr, [/Device ROM size is zero/]);
+    const problems = qemuProblems(res.qemuStderr, HARMLESS_QEMU_LINES);
     if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
     const seconds: Record<string, number> = {};
     for (const [name] of WORKLOADS) {
@@ -265,7 +265,7 @@ async function runShared(kinds: Kind[], dir: string): Promise<Round[]> {
     const why = `exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
     if (process.env.BENCH_CONSOLE) writeFileSync(process.env.BENCH_CONSOLE, res.console);
     if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
-    const problems = qemuProblems(res.qemuStderr, [/Device ROM size is zero/]);
+    const problems = qemuProblems(res.qemuStderr, HARMLESS_QEMU_LINES);
     if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
     if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output);
     const rounds: Round[] = [];

@@ -235,8 +235,14 @@ export function findSection(report: GuestReport, name: string, index = 0): Guest
   return report.sections.filter((s) => s.name === name)[index];
 }
 
+/**
+ * QEMU stderr lines every vfio-user guest prints and that mean nothing is
+ * wrong: QEMU 11.1 notes each vfio-user-pci device without an option ROM.
+ */
+export const HARMLESS_QEMU_LINES: readonly RegExp[] = [/Device ROM size is zero/];
+
 /** QEMU stderr lines that indicate a problem (every line counts unless allowed). */
-export function qemuProblems(stderr: string, allowed: RegExp[] = []): string[] {
+export function qemuProblems(stderr: string, allowed: readonly RegExp[] = []): string[] {
   return stderr
     .split('\n')
     .map((l) => l.trim())
