@@ -4,7 +4,7 @@
 //   vfio-user --version
 // Subcommands register in COMMANDS (loaded lazily) and declare their options
 // and positionals; cli/args.ts parses them with node:util parseArgs.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { consoleLogger, silentLogger } from '../src/util/logger.js';
@@ -19,7 +19,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
   },
   server: {
     summary: 'run the timer-interrupt sample device (libvfio-user sample compatible)',
-    load: async () => (await import('./server.js')).serverCommand,
+    load: async () => (await importBundled<typeof import('./server.js')>(new URL('./server.js', import.meta.url))).serverCommand,
   },
   client: {
     summary: 'exercise every command of the timer sample, then live-migrate it',
@@ -46,6 +46,24 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
     load: async () => (await import('./trace.js')).traceCommand,
   },
 };
+
+/**
+ * Imports the compiled module at `url`, or the single-file bundle beside it
+ * (NAME.bundle.js, written by scripts/bundle-cli.mjs after tsc) when that is
+ * at least as new: one file loads in about a third of the time of the module
+ * graph it holds. An older bundle is stale (tsc ran since) and is ignored, as
+ * is a missing one (TypeScript sources run through tsx, or no esbuild).
+ */
+export async function importBundled<T>(url: URL): Promise<T> {
+  const bundle = new URL(url.href.replace(/\.js$/, '.bundle.js'));
+  let fresh = false;
+  try {
+    fresh = bundle.href !== url.href && statSync(bundle).mtimeMs >= statSync(url).mtimeMs;
+  } catch {
+    // No bundle (or no module): import the module as it is.
+  }
+  return (await import(fresh ? bundle.href : url.href)) as T;
+}
 
 export function mainUsage(): string {
   const names = [...Object.keys(COMMANDS).sort(), 'help'];

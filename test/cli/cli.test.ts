@@ -3,11 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { main } from '../../cli/main.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { importBundled, main } from '../../cli/main.js';
 import { parseSocketMode, parseSocketOwner } from '../../cli/socket-options.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -58,6 +58,33 @@ test('argument errors are usage errors that name the argument', async () => {
     assert.equal(r.code, 2, argv.join(' '));
     assert.match(r.err, why, argv.join(' '));
   }
+});
+
+test('a command module loads from its bundle when the bundle is at least as new, else as it is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfio-user-bundled-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Each case its own file names: the ESM cache keeps a URL once imported.
+  const write = (name: string, bundleAge: number | null): URL => {
+    const mod = join(dir, `${name}.js`);
+    writeFileSync(mod, `export const from = 'module';\n`);
+    utimesSync(mod, 2_000_000, 2_000_000);
+    if (bundleAge !== null) {
+      const bundle = join(dir, `${name}.bundle.js`);
+      writeFileSync(bundle, `export const from = 'bundle';\n`);
+      utimesSync(bundle, 2_000_000 + bundleAge, 2_000_000 + bundleAge);
+    }
+    return pathToFileURL(mod);
+  };
+  const from = async (u: URL): Promise<string> => (await importBundled<{ from: string }>(u)).from;
+  assert.equal(await from(write('newer', 10)), 'bundle');
+  assert.equal(await from(write('same', 0)), 'bundle');
+  assert.equal(await from(write('stale', -10)), 'module', 'a bundle older than its module (tsc ran since) is ignored');
+  assert.equal(await from(write('none', null)), 'module');
+  // A bundle that fails to load is an error, not a silent fallback.
+  const broken = write('broken', 10);
+  writeFileSync(join(dir, 'broken.bundle.js'), "throw new Error('broken bundle');\n");
+  utimesSync(join(dir, 'broken.bundle.js'), 2_000_010, 2_000_010);
+  await assert.rejects(importBundled(broken), /broken bundle/);
 });
 
 test('socket mode and owner specs parse as chmod and chown take them', () => {

@@ -1,12 +1,13 @@
 // A fresh clone after `npm ci`: the CLI runs as typed, as `npx vfio-user`
 // and as `./bin/vfio-user.js`, and nothing a user types rebuilds or deletes
 // the addon `npm ci` built (npx installs the clone itself into its cache and
-// runs its install step; a second `npm ci` runs it again).
+// runs its install step; a second `npm ci` runs it again). `vfio-user server`
+// runs from the one-file bundle npm ci built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { copyCheckout, mustRun, tempDir, which } from './tools.js';
+import { copyCheckout, mustRun, run, tempDir, which } from './tools.js';
 
 test('in a fresh clone after npm ci, npx vfio-user and bin/vfio-user.js run without touching the addon', async (t) => {
   const { dir, cleanup } = tempDir('vfio-user-clone-');
@@ -39,4 +40,24 @@ test('in a fresh clone after npm ci, npx vfio-user and bin/vfio-user.js run with
   const again = await mustRun(npm, ['ci', '--foreground-scripts'], { cwd: clone, env });
   assert.match(again.stdout, /build\/Release\/vfio_user_native\.node is up to date/);
   unchanged('a second npm ci');
+
+  // npm ci bundled `vfio-user server` after tsc (scripts/bundle-cli.mjs), and
+  // the CLI loads that file: with the library's server modules gone from
+  // dist/ it still serves the probe, and a usage error still reads as one
+  // (main.js and the bundle share the CLI's error class).
+  const cli = join(clone, 'dist', 'cli');
+  assert.ok(statSync(join(cli, 'server.bundle.js')).mtimeMs >= statSync(join(cli, 'server.js')).mtimeMs, 'npm ci bundles the server command after tsc');
+  rmSync(join(clone, 'dist', 'src', 'server'), { recursive: true });
+  const bin = join(clone, 'bin', 'vfio-user.js');
+  const usage = await run(bin, ['server', '--socket-mode', '999', join(dir, 'x.sock')], { cwd: clone, env });
+  assert.equal(usage.code, 2, usage.stderr);
+  assert.match(usage.stderr, /^vfio-user server: --socket-mode 999: expected an octal mode[^]*usage: vfio-user server/);
+  const sock = join(dir, 'timer.sock');
+  // Without --keep the server exits 0 once its one client leaves.
+  const served = run(bin, ['server', sock], { cwd: clone, env, watchdogMs: 60_000 });
+  for (let i = 0; i < 600 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  const probe = await mustRun(bin, ['probe', sock], { cwd: clone, env });
+  assert.match(probe.stdout, /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
+  const exit = await served;
+  assert.equal(exit.code, 0, exit.stderr);
 });
