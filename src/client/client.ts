@@ -514,9 +514,13 @@ export class VfioUserClient extends ClientSession {
     return { data: r.data, size: r.size };
   }
 
-  /** MIG_DATA_WRITE, split into messages of at most the server's max_data_xfer_size. */
+  /**
+   * MIG_DATA_WRITE, split into messages of at most the server's
+   * max_data_xfer_size of data each (the limit is on `size`, as for
+   * REGION_WRITE's count: a whole MIG_DATA_READ chunk goes in one message).
+   */
   async migDataWrite(data: Uint8Array): Promise<void> {
-    const chunk = this.xferChunk - 8;
+    const chunk = this.xferChunk;
     for (let done = 0; done < data.length; done += chunk) {
       const m = await this.request(Command.MIG_DATA_WRITE, encodeMigDataWriteRequestParts(data.subarray(done, Math.min(done + chunk, data.length))));
       this.decode(Command.MIG_DATA_WRITE, () => decodeMigDataWriteReply(m.payload));
