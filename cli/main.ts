@@ -48,17 +48,27 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Cli
 };
 
 /**
+ * How much older than its module a bundle may be and still count as built
+ * from it. npm extracts a package's files one after another (the bundle
+ * first: it sorts first) with the time of extraction, so they differ by
+ * milliseconds; a tsc run after the bundle rewrites the module seconds later
+ * (it type-checks first), and that bundle is stale.
+ */
+const BUNDLE_SKEW_MS = 1000;
+
+/**
  * Imports the compiled module at `url`, or the single-file bundle beside it
  * (NAME.bundle.js, written by scripts/bundle-cli.mjs after tsc) when that is
- * at least as new: one file loads in about a third of the time of the module
- * graph it holds. An older bundle is stale (tsc ran since) and is ignored, as
- * is a missing one (TypeScript sources run through tsx, or no esbuild).
+ * not older (within BUNDLE_SKEW_MS): one file loads in about a third of the
+ * time of the module graph it holds. An older bundle is stale (tsc ran since)
+ * and is ignored, as is a missing one (TypeScript sources run through tsx, or
+ * no esbuild).
  */
 export async function importBundled<T>(url: URL): Promise<T> {
   const bundle = new URL(url.href.replace(/\.js$/, '.bundle.js'));
   let fresh = false;
   try {
-    fresh = bundle.href !== url.href && statSync(bundle).mtimeMs >= statSync(url).mtimeMs;
+    fresh = bundle.href !== url.href && statSync(bundle).mtimeMs >= statSync(url).mtimeMs - BUNDLE_SKEW_MS;
   } catch {
     // No bundle (or no module): import the module as it is.
   }

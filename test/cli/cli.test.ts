@@ -78,6 +78,7 @@ test('a command module loads from its bundle when the bundle is at least as new,
   const from = async (u: URL): Promise<string> => (await importBundled<{ from: string }>(u)).from;
   assert.equal(await from(write('newer', 10)), 'bundle');
   assert.equal(await from(write('same', 0)), 'bundle');
+  assert.equal(await from(write('extracted', -0.2)), 'bundle', 'npm writes the bundle a moment before its module');
   assert.equal(await from(write('stale', -10)), 'module', 'a bundle older than its module (tsc ran since) is ignored');
   assert.equal(await from(write('none', null)), 'module');
   // A bundle that fails to load is an error, not a silent fallback.

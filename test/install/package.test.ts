@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { copyCheckout, mustRun, nodeOnlyEnv, root, run, startUntil, tempDir, which } from './tools.js';
@@ -102,6 +102,8 @@ test('the packed tarball installs without a compiler, then runs a device and the
   const installed = join(proj, 'node_modules', 'vfio-user-ts');
   assert.match(inst.stdout, /using the prebuilt addon prebuilds\/linux-x64\/vfio_user_native\.napi\.glibc\.node/);
   assert.ok(!existsSync(join(installed, 'build')), 'no build/ directory: nothing was compiled');
+  // `npm pack` ran prepare: the server command's one-file bundle ships.
+  assert.ok(existsSync(join(installed, 'dist', 'cli', 'server.bundle.js')), 'the tarball holds dist/cli/server.bundle.js');
 
   // The prebuild needs no newer glibc than the stated floor.
   const pre = (await import(pathToFileURL(join(root, 'scripts', 'prebuild.mjs')).href)) as Prebuild;
@@ -152,4 +154,16 @@ test('the packed tarball installs without a compiler, then runs a device and the
   assert.match(rebuild.stdout, /built build\/Release\/vfio_user_native\.node/);
   assert.ok(existsSync(join(installed, 'build', 'Release', 'vfio_user_native.node')));
   await useDevice(join(dir, 'gpio2.sock'));
+
+  // Last, as it breaks the package's library: `npx vfio-user server` runs from
+  // the one-file bundle (the installed files' times leave it fresh), so it
+  // still serves the probe with the library's server modules gone.
+  rmSync(join(installed, 'dist', 'src', 'server'), { recursive: true });
+  const timerSock = join(dir, 'timer.sock');
+  const served = run(npx, ['vfio-user', 'server', timerSock], { cwd: proj, env, watchdogMs: 60_000 });
+  for (let i = 0; i < 600 && !existsSync(timerSock); i++) await new Promise((r) => setTimeout(r, 50));
+  const timerProbe = await mustRun(npx, ['vfio-user', 'probe', timerSock], { cwd: proj, env });
+  assert.match(timerProbe.stdout, /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
+  const exit = await served;
+  assert.equal(exit.code, 0, exit.stderr);
 });
