@@ -3,8 +3,9 @@
 // tsc. Node 20 loads one 230 KB module in about a third of the time it takes
 // for the 61-module graph (ESM resolution, file reads and compiles per
 // module), and start-up to listening is a figure users of the sample server
-// feel. cli/main.ts loads the bundle when it is newer than server.js (a plain
-// `tsc` afterwards makes it stale, and then it is ignored).
+// feel. cli/main.ts loads the bundle unless it is older than server.js by
+// more than a second (a plain `tsc` afterwards makes it stale, and then it is
+// ignored; see importBundled).
 //
 // The modules cli/main.js itself loads stay outside, shared, so the classes
 // both sides test with instanceof (UsageError) are one class.
