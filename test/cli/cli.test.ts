@@ -60,7 +60,7 @@ test('argument errors are usage errors that name the argument', async () => {
   }
 });
 
-test('a command module loads from its bundle when the bundle is at least as new, else as it is', async (t) => {
+test('a command module loads from its bundle unless that is more than a second older, else as it is', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vfio-user-bundled-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // Each case its own file names: the ESM cache keeps a URL once imported.

@@ -5,9 +5,9 @@
 // runs from the one-file bundle npm ci built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { copyCheckout, mustRun, run, tempDir, which } from './tools.js';
+import { copyCheckout, mustRun, probeTimerServer, run, tempDir, which } from './tools.js';
 
 test('in a fresh clone after npm ci, npx vfio-user and bin/vfio-user.js run without touching the addon', async (t) => {
   const { dir, cleanup } = tempDir('vfio-user-clone-');
@@ -52,12 +52,5 @@ test('in a fresh clone after npm ci, npx vfio-user and bin/vfio-user.js run with
   const usage = await run(bin, ['server', '--socket-mode', '999', join(dir, 'x.sock')], { cwd: clone, env });
   assert.equal(usage.code, 2, usage.stderr);
   assert.match(usage.stderr, /^vfio-user server: --socket-mode 999: expected an octal mode[^]*usage: vfio-user server/);
-  const sock = join(dir, 'timer.sock');
-  // Without --keep the server exits 0 once its one client leaves.
-  const served = run(bin, ['server', sock], { cwd: clone, env, watchdogMs: 60_000 });
-  for (let i = 0; i < 600 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-  const probe = await mustRun(bin, ['probe', sock], { cwd: clone, env });
-  assert.match(probe.stdout, /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
-  const exit = await served;
-  assert.equal(exit.code, 0, exit.stderr);
+  assert.match(await probeTimerServer(bin, [], join(dir, 'timer.sock'), { cwd: clone, env }), /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
 });

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { copyCheckout, mustRun, nodeOnlyEnv, root, run, startUntil, tempDir, which } from './tools.js';
+import { copyCheckout, mustRun, nodeOnlyEnv, probeTimerServer, root, run, startUntil, tempDir, which } from './tools.js';
 
 const PREBUILD = 'prebuilds/linux-x64/vfio_user_native.napi.glibc.node';
 
@@ -159,11 +159,5 @@ test('the packed tarball installs without a compiler, then runs a device and the
   // the one-file bundle (the installed files' times leave it fresh), so it
   // still serves the probe with the library's server modules gone.
   rmSync(join(installed, 'dist', 'src', 'server'), { recursive: true });
-  const timerSock = join(dir, 'timer.sock');
-  const served = run(npx, ['vfio-user', 'server', timerSock], { cwd: proj, env, watchdogMs: 60_000 });
-  for (let i = 0; i < 600 && !existsSync(timerSock); i++) await new Promise((r) => setTimeout(r, 50));
-  const timerProbe = await mustRun(npx, ['vfio-user', 'probe', timerSock], { cwd: proj, env });
-  assert.match(timerProbe.stdout, /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
-  const exit = await served;
-  assert.equal(exit.code, 0, exit.stderr);
+  assert.match(await probeTimerServer(npx, ['vfio-user'], join(dir, 'timer.sock'), { cwd: proj, env }), /Device: flags RESET PCI; 9 regions, 5 IRQ types/);
 });

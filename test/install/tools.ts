@@ -121,3 +121,17 @@ export function startUntil(cmd: string, args: string[], ready: RegExp, opts: { c
     });
   });
 }
+
+/**
+ * `cmd ...pre server SOCK` (the timer sample, which exits 0 once its one
+ * client leaves) probed with `cmd ...pre probe SOCK`: the probe's stdout, once
+ * the server has exited 0.
+ */
+export async function probeTimerServer(cmd: string, pre: string[], sock: string, opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<string> {
+  const served = run(cmd, [...pre, 'server', sock], { ...opts, watchdogMs: 60_000 });
+  for (let i = 0; i < 600 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  const probe = await mustRun(cmd, [...pre, 'probe', sock], opts);
+  const exit = await served;
+  if (exit.code !== 0) throw new Error(`${cmd} ${pre.join(' ')} server exited ${exit.code}: ${exit.stderr}`);
+  return probe.stdout;
+}
