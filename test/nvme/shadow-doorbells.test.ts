@@ -26,6 +26,19 @@ async function rig(): Promise<Rig> {
   return nvmeRig(dev, client, host, backing, dir);
 }
 
+/** rig() with Doorbell Buffer Config on and I/O queue pair 1 of 32 entries, as Linux sets them up. */
+async function shadowRig(): Promise<Rig> {
+  const r = await rig();
+  try {
+    assert.equal((await r.host.enableShadowDoorbells()).code, 0, 'Doorbell Buffer Config');
+    await r.host.createIoQueue(1, 32, 1);
+    return r;
+  } catch (e) {
+    await r.close();
+    throw e;
+  }
+}
+
 const u32At = (h: NvmeHost, at: bigint): number => new DataView(h.mem.bytes.buffer, h.mem.bytes.byteOffset + Number(at), 4).getUint32(0, true);
 
 test('EventIdx arithmetic matches the driver: an update that passes the index needs the MMIO write', () => {
@@ -57,11 +70,9 @@ test('OACS advertises Doorbell Buffer Config; bad buffers are refused', async ()
 });
 
 test('QD1 with shadow doorbells: one MMIO doorbell per command, none for the CQ head; data intact', async () => {
-  const r = await rig();
+  const r = await shadowRig();
   try {
     const h = r.host;
-    assert.equal((await h.enableShadowDoorbells()).code, 0);
-    await h.createIoQueue(1, 32, 1);
     const q = h.queues.get(1)!;
     // The controller parked the CQ EventIdx (MSI-X on) and published the SQ tail it has seen.
     assert.equal(u32At(h, DBBUF_EIS + 12n), 0xffff, 'CQ 1 EventIdx parked');
@@ -93,11 +104,9 @@ test('QD1 with shadow doorbells: one MMIO doorbell per command, none for the CQ 
 });
 
 test('a command the host submits while the controller executes another completes under the same interrupt', async () => {
-  const r = await rig();
+  const r = await shadowRig();
   try {
     const h = r.host;
-    assert.equal((await h.enableShadowDoorbells()).code, 0);
-    await h.createIoQueue(1, 32, 1);
     const a = pattern(4096, 1);
     const b = pattern(4096, 2);
     assert.equal((await h.write(1, 0, a)).code, 0);
@@ -129,11 +138,9 @@ test('a command the host submits while the controller executes another completes
 });
 
 test('the controller takes the SQ tail from the shadow page, not only from the MMIO value', async () => {
-  const r = await rig();
+  const r = await shadowRig();
   try {
     const h = r.host;
-    assert.equal((await h.enableShadowDoorbells()).code, 0);
-    await h.createIoQueue(1, 32, 1);
     const datas: Uint8Array[] = [];
     const all: Promise<{ code: number }>[] = [];
     for (let i = 0; i < 8; i++) {
