@@ -90,6 +90,28 @@ const ALL_WORKLOADS: [string, string][] = [
 const PICKED = opts('--workload');
 const WORKLOADS = PICKED.length ? ALL_WORKLOADS.filter(([w]) => PICKED.includes(w)) : ALL_WORKLOADS;
 
+/**
+ * A guest script line: section SECTION runs CMD (after SETUP, in the same
+ * shell) between two reads of /proc/uptime and prints "elapsed A B".
+ */
+const timedSection = (section: string, cmd: string, setup = ''): string =>
+  `section ${section} sh -c '${setup}a=$(cut -d" " -f1 /proc/uptime); ${cmd} 2>/dev/null || exit 1; b=$(cut -d" " -f1 /proc/uptime); echo "elapsed $a $b"'`;
+
+/** Guest seconds of a timedSection; throws (with `why`) when it failed or printed no time. */
+function sectionSeconds(report: ReturnType<typeof parseGuestReport>, section: string, why: string): number {
+  const s = findSection(report, section);
+  const m = s?.lines.map((l) => /^elapsed ([\d.]+) ([\d.]+)/.exec(l)).find((x) => x);
+  if (!s || s.rc !== 0 || !m) throw new Error(`workload ${section} failed: ${why}`);
+  return Number(m[2]) - Number(m[1]);
+}
+
+/** Throws unless the guest ran to its end and QEMU printed nothing but the known harmless lines. */
+function checkGuest(res: BootResult, report: ReturnType<typeof parseGuestReport>, why: string): void {
+  if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
+  const problems = qemuProblems(res.qemuStderr, HARMLESS_QEMU_LINES);
+  if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
+}
+
 const guestScript = (): string =>
   [
     'section load loadmod nvme',
@@ -97,7 +119,7 @@ const guestScript = (): string =>
     'export D=/dev/nvme0n1',
     // Warm-up: first touches of the page cache and the queues.
     'dd if=$D of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null',
-    ...WORKLOADS.map(([name, cmd]) => `section ${name} sh -c 'a=$(cut -d" " -f1 /proc/uptime); ${cmd} 2>/dev/null || exit 1; b=$(cut -d" " -f1 /proc/uptime); echo "elapsed $a $b"'`),
+    ...WORKLOADS.map(([name, cmd]) => timedSection(name, cmd)),
     "section irqs sh -c 'grep -i nvme /proc/interrupts'",
     // How the guest's block layer cut the work into commands (max transfer, I/Os completed per direction).
     "section queue sh -c 'cat /sys/block/nvme0n1/queue/max_sectors_kb /sys/block/nvme0n1/queue/max_segments /sys/block/nvme0n1/stat'",
@@ -152,16 +174,9 @@ async function runOnce(kind: Kind, round: number, dir: string): Promise<Round> {
     const res = SAME_SESSION ? await bootInSession(boot) : await bootGuest(boot);
     const report = parseGuestReport(res.console);
     const why = `${kind} round ${round}: exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
-    if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
-    const problems = qemuProblems(res.qemuStderr, HARMLESS_QEMU_LINES);
-    if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
+    checkGuest(res, report, why);
     const seconds: Record<string, number> = {};
-    for (const [name] of WORKLOADS) {
-      const s = findSection(report, name);
-      const m = s?.lines.map((l) => /^elapsed ([\d.]+) ([\d.]+)/.exec(l)).find((x) => x);
-      if (!s || s.rc !== 0 || !m) throw new Error(`workload ${name} failed: ${why}`);
-      seconds[name] = Number(m[2]) - Number(m[1]);
-    }
+    for (const [name] of WORKLOADS) seconds[name] = sectionSeconds(report, name, why);
     if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output, findSection(report, 'queue')?.output);
     return { kind, round, seconds, bootMs: res.wallMs, load };
   } finally {
@@ -241,20 +256,22 @@ async function runShared(kinds: Kind[], dir: string): Promise<Round[]> {
       );
     }
     const slotOf = (k: Kind): string => (k === 'qemu' ? '10' : (ours.indexOf(k) + 1).toString(16).padStart(2, '0'));
+    /** The guest shell variable holding a kind's block device. */
+    const devVar = (k: Kind): string => `DEV_${k.replace(/\W/g, '_')}`;
     const lines = [
       'section load loadmod nvme',
       `i=0; while [ $(ls /sys/block | grep -c nvme) -lt ${kinds.length} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done`,
       // Kind -> block device, by the controller's PCI slot.
-      ...kinds.map((k) => `for c in /sys/class/nvme/nvme*; do case $(cat $c/address) in *:${slotOf(k)}.0) export DEV_${k.replace(/\W/g, '_')}=/dev/$(basename $c)n1;; esac; done`),
-      ...kinds.map((k) => `echo "device ${k} $DEV_${k.replace(/\W/g, '_')}"`),
-      ...kinds.map((k) => `dd if=$DEV_${k.replace(/\W/g, '_')} of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null`),
+      ...kinds.map((k) => `for c in /sys/class/nvme/nvme*; do case $(cat $c/address) in *:${slotOf(k)}.0) export ${devVar(k)}=/dev/$(basename $c)n1;; esac; done`),
+      ...kinds.map((k) => `echo "device ${k} $${devVar(k)}"`),
+      ...kinds.map((k) => `dd if=$${devVar(k)} of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null`),
     ];
     for (let r = 0; r < ROUNDS; r++) {
       // Each workload on every device back to back (a few seconds apart), in an order that alternates by round.
       const order = r % 2 === 0 ? kinds : [...kinds].reverse();
       for (const [name, cmd] of WORKLOADS) {
         for (const k of order) {
-          lines.push(`section ${k}.${name}.${r} sh -c 'D=$DEV_${k.replace(/\W/g, '_')}; a=$(cut -d" " -f1 /proc/uptime); ${cmd} 2>/dev/null || exit 1; b=$(cut -d" " -f1 /proc/uptime); echo "elapsed $a $b"'`);
+          lines.push(timedSection(`${k}.${name}.${r}`, cmd, `D=$${devVar(k)}; `));
         }
       }
     }
@@ -264,21 +281,14 @@ async function runShared(kinds: Kind[], dir: string): Promise<Round[]> {
     const report = parseGuestReport(res.console);
     const why = `exit ${res.exitCode}\n${res.console.slice(-3000)}\n${res.qemuStderr}`;
     if (process.env.BENCH_CONSOLE) writeFileSync(process.env.BENCH_CONSOLE, res.console);
-    if (res.exitCode !== 0 || !report.done) throw new Error(`guest failed: ${why}`);
-    const problems = qemuProblems(res.qemuStderr, HARMLESS_QEMU_LINES);
-    if (problems.length) throw new Error(`QEMU complained: ${problems.join(' | ')}`);
+    checkGuest(res, report, why);
     if (process.env.BENCH_SHOW_IRQS) console.error(findSection(report, 'irqs')?.output);
     const rounds: Round[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? kinds : [...kinds].reverse();
       for (const k of order) {
         const seconds: Record<string, number> = {};
-        for (const [name] of WORKLOADS) {
-          const sec = findSection(report, `${k}.${name}.${r}`);
-          const m = sec?.lines.map((l) => /^elapsed ([\d.]+) ([\d.]+)/.exec(l)).find((x) => x);
-          if (!sec || sec.rc !== 0 || !m) throw new Error(`workload ${k}.${name}.${r} failed: ${why}`);
-          seconds[name] = Number(m[2]) - Number(m[1]);
-        }
+        for (const [name] of WORKLOADS) seconds[name] = sectionSeconds(report, `${k}.${name}.${r}`, why);
         rounds.push({ kind: k, round: r, seconds, bootMs: res.wallMs, load: loadavg()[0]! });
         console.error(`round ${r} ${k.padEnd(4)} ` + WORKLOADS.map(([w]) => `${w} ${seconds[w]!.toFixed(2)}s`).join('  '));
       }
@@ -298,6 +308,12 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+
+/** A kind's seconds against QEMU's, round by round: the ratio of the medians and the range of the per-round ratios. */
+function againstQemu(xs: number[], q: number[]): { ratio: number; ratioRange: [number, number] } {
+  const ratios = xs.map((x, i) => x / q[i]!);
+  return { ratio: median(xs) / median(q), ratioRange: [Math.min(...ratios), Math.max(...ratios)] };
+}
 
 async function main(): Promise<void> {
   await ensureHarness();
@@ -325,10 +341,7 @@ async function main(): Promise<void> {
       const e: (typeof summary)[string] = {};
       if (q.length) Object.assign(e, { qemuS: median(q), qemuRange: [Math.min(...q), Math.max(...q)] });
       if (o.length) Object.assign(e, { oursS: median(o), oursRange: [Math.min(...o), Math.max(...o)] });
-      if (q.length && o.length) {
-        const ratios = o.map((x, i) => x / q[i]!);
-        Object.assign(e, { ratio: median(o) / median(q), ratioRange: [Math.min(...ratios), Math.max(...ratios)] });
-      }
+      if (q.length && o.length) Object.assign(e, againstQemu(o, q));
       summary[w] = e;
     }
     // Each --variant against QEMU's nvme, like `ours` above.
@@ -338,10 +351,7 @@ async function main(): Promise<void> {
       for (const [w] of WORKLOADS) {
         const xs = rounds.filter((x) => x.kind === v).map((x) => x.seconds[w]!);
         const q = rounds.filter((x) => x.kind === 'qemu').map((x) => x.seconds[w]!);
-        const ratios = xs.map((x, i) => x / q[i]!);
-        variants[v][w] = q.length
-          ? { s: median(xs), ratio: median(xs) / median(q), ratioRange: [Math.min(...ratios), Math.max(...ratios)] }
-          : { s: median(xs) };
+        variants[v][w] = q.length ? { s: median(xs), ...againstQemu(xs, q) } : { s: median(xs) };
       }
     }
     const out = {
